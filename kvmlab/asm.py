@@ -446,7 +446,7 @@ def _parse_header(source: str) -> dict[str, str]:
 
 
 def _local_name(num: str, k: int) -> str:
-    return f".L{num}\u0002{k}"
+    return f".L{num}$loc{k}"
 
 
 def _parse(source: str, bits0: int, filename: str):
@@ -816,12 +816,18 @@ class _Assembler:
         if new_ops:
             text += " " + ", ".join(new_ops)
         if rip_target is None:
-            return _keystone(text, bits, self.addr, absval)
+            out = _keystone(text, bits, self.addr, absval)
+            if (bits != 16 and out[:1] == b"\x66" and operands
+                    and operands[0].strip().lower() in _SEGS
+                    and mnem in ("mov", "push", "pop")):
+                out = out[1:]  # keystone: 'mov ds, ax' / 'push ds' get a needless 66h
+            return out
         probe = _keystone(text.replace("__kvmlab_rip", "0"), bits, self.addr)
         disp = rip_target - (self.addr + len(probe))
         if not -(1 << 31) <= disp < (1 << 31):
             raise _Err("RIP-relative target out of range")
-        return _keystone(text.replace("__kvmlab_rip", str(disp)), bits, self.addr)
+        sdisp = f"+ {disp:#x}" if disp >= 0 else f"- {-disp:#x}"
+        return _keystone(text.replace("+ __kvmlab_rip", sdisp), bits, self.addr)
 
     def operand(self, op: str, bits: int):
         """Rewrite one operand with symbols replaced by numbers.
@@ -926,6 +932,23 @@ class _Assembler:
             return self.far(mnem[1:], operands[0], operands[1], bits)
         if mnem == "push" and len(operands) == 1:
             return self.push_imm(operands[0], bits)
+        if mnem in ("ret", "retf", "lret") and len(operands) <= 1:
+            # keystone adds a bogus 66h prefix to ret/retf in 16-bit code
+            far = mnem != "ret"
+            if not operands:
+                return b"\xcb" if far else b"\xc3"
+            v = self.eval(operands[0])
+            if not 0 <= v <= 0xFFFF:
+                raise _Err(f"{mnem} immediate 0x{v:x} does not fit in 16 bits")
+            return (b"\xca" if far else b"\xc2") + v.to_bytes(2, "little")
+        if mnem in ("iret", "iretw", "iretd", "iretq") and not operands:
+            # keystone encodes 'iret' in 32-bit code as iretw (66 cf)
+            size = {"iret": 16 if bits == 16 else 32, "iretw": 16, "iretd": 32, "iretq": 64}[mnem]
+            if size == 64:
+                if bits != 64:
+                    raise _Err(f"iretq is only valid in 64-bit code")
+                return b"\x48\xcf"
+            return (b"\x66\xcf") if (size == 16) != (bits == 16) else b"\xcf"
         return None
 
     def branch(self, st, mnem, target, bits, force_short):
@@ -1033,9 +1056,13 @@ def _hex(v: int) -> str:
     return hex(v) if v >= 0 else f"-{hex(-v)}"
 
 
+_LOCALNAME_RE = re.compile(r"^\.L(\d+)\$loc\d+$")
+
+
 def _pretty(name: str) -> str:
-    if "\u0002" in name:
-        return name[2:].split("\u0002")[0] + "f"
+    m = _LOCALNAME_RE.match(name)
+    if m:
+        return m.group(1)
     return name
 
 
@@ -1102,7 +1129,7 @@ def assemble(source: str, *, filename: str = "<guest>", base: int | None = None,
                     if s.kind == "dir" and s.name in (".set", ".equ", ".equiv")}
     asm = _Assembler(stmts, base, filename, label_names)
     asm.run()
-    symbols = {k: v[0] for k, v in asm.syms.items() if "\u0002" not in k}
+    symbols = {k: v[0] for k, v in asm.syms.items() if not _LOCALNAME_RE.match(k)}
     entry = symbols.get("_start", base)
     return Program(code=bytes(asm.out), base=base, symbols=symbols, entry=entry, mode=mode,
                    lines=asm.lines, code_ranges=[tuple(r) for r in asm.ranges],
