@@ -37,7 +37,8 @@ Supported source
   ``.`` for the current address.
 * ``.byte .word .short .hword .2byte .long .int .4byte .quad .8byte`` with
   expressions and label references; ``.ascii .asciz .string`` (C escapes).
-* ``.org expr[, fill]``, ``.align/.balign n[, fill]``, ``.p2align n[, fill]``
+* ``.org expr[, fill]`` (a number is an offset from the start of the image,
+  as in GNU as: ``.org 510`` in a boot sector; ``.org label + 4`` is absolute), ``.align/.balign n[, fill]``, ``.p2align n[, fill]``
   (default fill: ``0x90``, i.e. nops, so padding inside code is harmless),
   ``.fill repeat[, size[, value]]``, ``.space/.skip n[, fill]``.
 * ``.equ/.set name, expr`` and ``name = expr``.
@@ -553,8 +554,10 @@ def _keystone(text: str, bits: int, addr: int, absval: int | None = None) -> byt
         enc, _ = _ks(bits).asm(text, addr)
     except keystone.KsError as e:
         msg = str(e)
-        msg = re.sub(r"\s*\(KS_ERR_\w+\)", "", msg)
-        raise _Err(f"{msg.lower()}: {text!r} ({bits}-bit)") from None
+        msg = re.sub(r"\s*\(KS_ERR_\w+\)", "", msg).lower()
+        if "missing cpu feature" in msg:
+            msg = f"instruction or operand not valid in {bits}-bit code"
+        raise _Err(f"{msg}: {text!r} ({bits}-bit)") from None
     if not enc:
         raise _Err(f"keystone produced no bytes for {text!r} ({bits}-bit)")
     out = bytes(enc)
@@ -736,7 +739,9 @@ class _Assembler:
             self.emit(bytes(data), st)
         elif d == ".org":
             a = _split_args(args)
-            target = self.eval(a[0])
+            target, shifted = self.eval2(a[0])
+            if target == shifted:  # a plain number is an offset from the start, as in GNU as
+                target += self.base
             fill = self.eval(a[1]) & 0xFF if len(a) > 1 else 0
             if target < self.addr:  # may be a stale guess; an error if the layout is final
                 self.defer(f".org 0x{target:x} moves backwards (already at 0x{self.addr:x})", st)
