@@ -223,8 +223,8 @@ def test_every_ioctl_request_number_matches_the_headers(name, number):
 def test_kvm_run_is_2352_bytes_with_the_exit_union_at_32():
     assert ctypes.sizeof(uapi.kvm_run) == 2352
     assert uapi.kvm_run.io.offset == uapi.kvm_run.mmio.offset == uapi.kvm_run.padding.offset == 32
-    assert ctypes.sizeof(uapi.structs.kvm_run_exit) == 256
-    assert ctypes.sizeof(uapi.structs.kvm_run_s) == 2048
+    assert ctypes.sizeof(uapi.run.kvm_run_exit) == 256
+    assert ctypes.sizeof(uapi.run.kvm_run_s) == 2048
 
 
 def test_the_exit_union_reads_like_c_on_a_mapped_buffer():
@@ -331,3 +331,20 @@ def test_the_package_imports_only_the_standard_library():
                 continue
             for name in names:
                 assert name.split(".")[0] in allowed, f"{path.name} imports {name}"
+
+
+CONTRACT_STRUCTS = """kvm_regs kvm_segment kvm_dtable kvm_sregs kvm_run kvm_userspace_memory_region
+kvm_translation kvm_irqfd kvm_ioeventfd kvm_coalesced_mmio_zone kvm_coalesced_mmio
+kvm_coalesced_mmio_ring kvm_irq_level kvm_interrupt kvm_dirty_log kvm_guest_debug
+kvm_guest_debug_arch kvm_debug_exit_arch kvm_msr_entry kvm_msrs kvm_msr_list kvm_cpuid_entry2
+kvm_cpuid2 kvm_fpu kvm_lapic_state kvm_irqchip kvm_pic_state kvm_ioapic_state kvm_pit_config
+kvm_vcpu_events kvm_debugregs kvm_mp_state kvm_enable_cap kvm_msi kvm_irq_routing_entry
+kvm_irq_routing kvm_clock_data kvm_xsave kvm_sregs2 kvm_stats_header kvm_stats_desc
+kvm_sync_regs""".split()
+
+
+def test_every_struct_named_in_the_contract_is_exported_as_a_ctypes_type():
+    for name in CONTRACT_STRUCTS:
+        cls = getattr(uapi, name)
+        assert issubclass(cls, ctypes.Structure) and cls.__name__ == name
+        assert cls.__doc__ and cls.__doc__.startswith(f"struct {name} (")
