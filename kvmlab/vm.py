@@ -218,7 +218,7 @@ class VmFd:
     def set_identity_map_addr(self, addr: int) -> None:
         """KVM_SET_IDENTITY_MAP_ADDR on the VM fd: one page below 4 GiB (VMX), before any vCPU."""
         import ctypes
-        v = ctypes.c_uint64(addr)
+        v = (ctypes.c_uint64 * 1)(addr)   # a u64 in memory; the ioctl takes its address
         self._ioctl("KVM_SET_IDENTITY_MAP_ADDR", uapi.KVM_SET_IDENTITY_MAP_ADDR, v)
 
     def set_boot_cpu_id(self, vcpu_id: int) -> None:
