@@ -29,6 +29,7 @@ wait:
 done:
     xor al, al
     out DEBUG_EXIT, al      # status 0: success
+stopped:
     hlt                     # not reached: the run has ended
 
 msg:

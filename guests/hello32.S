@@ -14,7 +14,8 @@ _start:
     mov esi, offset msg
     call puts
     xor eax, eax
-    out DEBUG_EXIT, al
+    out DEBUG_EXIT, al      # status 0: success; the run ends here
+stopped:
     hlt
 
 # puts: print the NUL-terminated string at esi on COM1 (polls LSR.THRE like Linux does)

@@ -93,7 +93,10 @@ class RunResult:
         return self.stop_reason == "debug_exit" and self.status == 0
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Everything except ``elapsed`` (so equal runs give equal dicts)."""
+        d = asdict(self)
+        d.pop("elapsed")
+        return d
 
     def to_json(self, **kw) -> str:
         return json.dumps(self.to_dict(), **kw)
@@ -391,23 +394,22 @@ class Machine:
 
     # ---------------------------------------------------------------- guest files
     @classmethod
-    def from_file(cls, path, *, backend: str | None = None, mode: str | None = None, echo=None) -> "Machine":
+    def from_file(cls, path, *, backend: str | None = None, mode: str | None = None, echo=None,
+                  **machine_kw) -> "Machine":
         """Assemble a guest file and build the Machine its ``# kvmlab:`` header asks for
-        (see :mod:`kvmlab.vmm.guest`), with the guest loaded.  ``mode`` overrides the header."""
+        (see :mod:`kvmlab.vmm.guest`), with the guest loaded.  ``mode`` overrides the header;
+        other keywords (``stop_on_hlt``, ``vcpus``, ...) go to :class:`Machine`."""
         with open(path, encoding="utf-8") as f:
             source = f.read()
         name = os.path.basename(str(path))
         hdr = parse_header(source, name)
         program = asm.assemble_file(path, mode=mode)
         m = cls(mode=mode or hdr.mode or program.mode, memory=hdr.memory or DEFAULT_MEMORY,
-                backend=backend, irqchip=hdr.irqchip, gib=hdr.gib or 4, echo=echo)
+                backend=backend, irqchip=hdr.irqchip or machine_kw.pop("irqchip", False),
+                gib=hdr.gib or machine_kw.pop("gib", 4), echo=echo, **machine_kw)
         try:
             for gpa, size in hdr.rom:
-                lo, hi = max(gpa, program.base), min(gpa + size, program.end)
-                data = bytearray(size)
-                if lo < hi:
-                    data[lo - gpa:hi - gpa] = program.code[lo - program.base:hi - program.base]
-                m.add_rom(gpa, size, bytes(data))
+                m.add_rom(gpa, size)        # load() copies the image bytes that fall inside
             for addr, size in hdr.coalesced:
                 m.coalesce(addr, size)
             for port, size in hdr.coalesced_pio:
@@ -418,7 +420,7 @@ class Machine:
                 m.add_ioeventfd(port, n, pio=True, datamatch=dm)
             for gsi, after in hdr.irqfd:
                 m.add_irqfd(gsi, after=after)
-            _load_outside_roms(m, program, hdr.stack)
+            m.load(program, stack=hdr.stack)
         except BaseException:
             m.close()
             raise
@@ -450,11 +452,6 @@ class Machine:
     def __repr__(self) -> str:
         return (f"<Machine mode={self.mode!r} backend={self.backend!r} memory={self.memory.size:#x} "
                 f"vcpus={len(self.vcpus)}>")
-
-
-def _load_outside_roms(m: Machine, program, stack) -> None:
-    """``load`` for a program whose parts inside ROM slots were already placed there."""
-    m.load(program, stack=stack)
 
 
 def _with_apic_id(entries, apic_id: int):
