@@ -158,6 +158,14 @@ class VmFd:
         created afterwards.  Must come before the first vCPU."""
         self._ioctl("KVM_CREATE_IRQCHIP", uapi.KVM_CREATE_IRQCHIP)
 
+    def get_irqchip(self, chip_id: int):
+        """KVM_GET_IRQCHIP on the VM fd: the state of one in-kernel interrupt controller
+        (``chip_id`` 0 = PIC master, 1 = PIC slave, 2 = IOAPIC) as a ``kvm_irqchip``; read
+        ``.chip.pic`` or ``.chip.ioapic``."""
+        chip = uapi.kvm_irqchip(chip_id=chip_id)
+        self._ioctl("KVM_GET_IRQCHIP", uapi.KVM_GET_IRQCHIP, chip)
+        return chip
+
     def irq_line(self, irq: int, level: int, status: bool = False):
         """KVM_IRQ_LINE (or KVM_IRQ_LINE_STATUS with ``status=True``, which returns the
         delivery status: >0 delivered, 0 masked/coalesced, -1 no route) on the VM fd."""
