@@ -117,6 +117,7 @@ class VcpuFd:
         self.coalesced_ring = CoalescedRing(self._page)
         self._ioctl_fn = self.backend.ioctl
         self._thread = None
+        self._kicked = False
         self._stats = None
 
     def _ioctl(self, name, request, arg=0):
@@ -138,6 +139,9 @@ class VcpuFd:
             self._ioctl_fn(self.fd, 0xAE80, 0)  # KVM_RUN
         except OSError as e:
             if e.errno == errno.EINTR:
+                if self._kicked:          # the kick's immediate_exit has done its job
+                    self._kicked = False
+                    self._page[1] = 0
                 return exits.intr(self._page)
             raise KvmError(e.errno, "KVM_RUN") from None
         finally:
@@ -146,7 +150,9 @@ class VcpuFd:
 
     def kick(self) -> None:
         """Make a ``run()`` in another thread return soon with an INTR exit (sets
-        ``immediate_exit`` and interrupts KVM_RUN, as QEMU's vCPU kick does)."""
+        ``immediate_exit`` and interrupts KVM_RUN, as QEMU's vCPU kick does; ``run()``
+        clears ``immediate_exit`` again when it returns that INTR exit)."""
+        self._kicked = True
         self.immediate_exit = 1
         t = self._thread
         kick = getattr(self.backend, "kick", None)
