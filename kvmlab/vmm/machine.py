@@ -376,6 +376,13 @@ class Machine:
             sregs=sregs_dict(v.get_sregs()), memory_sha256=self.memory_sha256(),
             coalesced=coalesced, ioeventfds=self.ioeventfd_counts(), elapsed=elapsed)
 
+    def start(self, **run_kwargs):
+        """:meth:`run` in a background thread: returns a :class:`~kvmlab.vmm.background.RunHandle`
+        at once (``.wait()``, ``.stop()``, ``.running``, live ``.exits``), so a notebook's
+        live views keep moving while the guest runs.  Takes the same arguments as ``run``."""
+        from .background import RunHandle
+        return RunHandle(self, **run_kwargs).start()
+
     @staticmethod
     def _complete_pending(v) -> None:
         """Finish an IO/MMIO instruction the run stopped on without running more guest
