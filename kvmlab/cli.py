@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     """Entry point; returns the process exit status."""
     args = _parser().parse_args(argv)
     if args.command != "run":
-        _parser().print_help(sys.stderr)
+        _err("give a command: run GUEST.S (see: python -m kvmlab run --help)")
         return EXIT_BAD_INPUT
     try:
         return _run(args)
