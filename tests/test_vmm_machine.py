@@ -215,3 +215,12 @@ def test_devices_can_be_added_to_the_buses(machine):
     m.load(program(".code32\n_start: mov eax, dword ptr [0xe0000004]\n out 0xf4, al\n", "protected"))
     r = m.run()
     assert r.status == 46 and r.exits[0]["data"] == "2e000000"
+
+
+def test_each_vcpu_sees_its_own_apic_id_in_cpuid(machine):
+    m = machine("protected", vcpus=2)
+    p = program(".code32\n_start: mov eax, 1\n cpuid\n shr ebx, 24\n mov eax, ebx\n out 0xf4, al\n", "protected")
+    m.load(p, vcpu=1)
+    assert len(m.vcpus) == 2 and m.run(vcpu=1).status == 1
+    m.load(p)
+    assert m.run().status == 0
