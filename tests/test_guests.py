@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
+import subprocess
 
 import pytest
 
 import kvmlab
+from kvmlab import asm
 from kvmlab.vmm import Machine
 
 GUESTS = pathlib.Path(__file__).resolve().parent.parent / "guests"
@@ -228,3 +231,18 @@ def test_every_guest_file_has_a_test_and_is_in_the_readme():
     readme = (GUESTS / "README.md").read_text()
     missing = [n for n in names if f"{n}.S" not in readme]
     assert not missing, f"guests/README.md does not mention {missing}"
+
+
+@pytest.mark.skipif(not (shutil.which("as") and shutil.which("ld")), reason="GNU as/ld (binutils) are not installed")
+@pytest.mark.parametrize("name", sorted(TESTED))
+def test_each_guest_assembles_to_the_same_bytes_as_with_gnu_as(name, tmp_path):
+    src = GUESTS / f"{name}.S"
+    prog = asm.assemble_file(src)
+    obj, binary = tmp_path / "g.o", tmp_path / "g.bin"
+    try:
+        subprocess.run(["as", "--64", "-o", str(obj), str(src)], check=True, capture_output=True)
+        subprocess.run(["ld", "-m", "elf_x86_64", f"-Ttext={prog.base:#x}", "-e", "0", "--oformat=binary",
+                        "-o", str(binary), str(obj)], check=True, capture_output=True)
+    except subprocess.CalledProcessError as e:      # e.g. binutils without x86-64 support
+        pytest.skip(f"GNU as/ld failed: {e.stderr.decode(errors='replace')[:200]}")
+    assert prog.code == binary.read_bytes()
