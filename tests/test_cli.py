@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import select
 import signal
 import subprocess
 import sys
@@ -141,12 +142,16 @@ def test_a_guest_that_exits_forever_is_ended_by_max_exits(backend, guest):
 
 
 def test_ctrl_c_stops_the_cli_without_a_traceback(backend, guest):
-    g = guest(".code16\n_start: jmp _start\n")
+    g = guest(".code16\n_start: mov al, '.'\n out 0xe9, al\n1: jmp 1b\n")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "kvmlab", "run", str(g), "--backend", backend, "--timeout", "30"],
+    proc = subprocess.Popen([sys.executable, "-m", "kvmlab", "run", str(g), "--backend", backend, "--timeout", "60"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)
-    proc.send_signal(signal.SIGINT)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 60)     # the guest printed: it is running
+        assert ready and proc.stdout.read(1) == "."
+        time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and err.strip() == "kvmlab: interrupted"

@@ -322,16 +322,17 @@ class Machine:
         if timeout is not None:
             def fire():
                 timed_out.set()
-                v.kick()
+                if v.fd is not None:
+                    v.kick()
             timers.append(threading.Timer(timeout, fire))
         for after, efd in self._irq_schedule:
             timers.append(threading.Timer(after, os.eventfd_write, (efd, 1)))
         self._irq_schedule = []
         t0 = time.monotonic()
-        for t in timers:
-            t.daemon = True
-            t.start()
         try:
+            for t in timers:
+                t.daemon = True
+                t.start()
             n = 0
             while True:
                 if n >= max_exits:
