@@ -1,0 +1,247 @@
+"""The exit monitor: live counts by exit reason (like ``kvm_stat``), a per-vCPU timeline
+coloured by reason, and one selected exit in detail (its kvm_run fields, the guest
+instruction behind it, and on the simulated backend the hardware exit code and the
+kernel's trace events around it).
+
+>>> from kvmlab import asm
+>>> from kvmlab.vmm import Machine
+>>> m = Machine(mode="real", backend="auto")
+>>> m.load(asm.assemble(".code16\\n_start: mov al, 'k'\\n out 0xe9, al\\n hlt", base=0x1000))
+>>> mon = ExitMonitor(m)
+>>> _ = m.run(trace=mon.trace)        # or: mon.live(); m.start()  (display and run in two cells)
+>>> print(mon.counts_text())
+exits: 2
+  HLT      1
+  IO       1
+>>> print(mon.detail(0).splitlines()[2])
+  instruction: 0x1002: out 0xe9, al ... <_start+0x2>
+>>> m.close()
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+from ..vmm import background
+from . import _insn, html
+from ._base import View, resolve
+
+COLORS = {"IO": "#1f77b4", "MMIO": "#ff7f0e", "HLT": "#2ca02c", "DEBUG": "#9467bd", "INTR": "#8c564b",
+          "SHUTDOWN": "#d62728", "INTERNAL_ERROR": "#e377c2", "FAIL_ENTRY": "#7f7f7f",
+          "IRQ_WINDOW_OPEN": "#bcbd22", "SYSTEM_EVENT": "#17becf"}
+_META = ("index", "vcpu", "rip", "hardware_exit_code", "reason")
+_DECODE = {"direction": {0: "IN", 1: "OUT"}, "is_write": {False: "read", True: "write", 0: "read", 1: "write"}}
+
+
+def field_text(rec: dict) -> str:
+    """The exit's kvm_run fields as ``name=value`` (numbers in hex where KVM means an address)."""
+    out = []
+    for k, v in rec.items():
+        if k in _META:
+            continue
+        if k in _DECODE and v in _DECODE[k]:
+            out.append(f"{k}={v} ({_DECODE[k][v]})")
+        elif isinstance(v, int) and not isinstance(v, bool) and k in ("port", "phys_addr", "pc", "dr6", "dr7",
+                                                                       "hardware_exit_reason"):
+            out.append(f"{k}={v:#x}")
+        else:
+            out.append(f"{k}={v}")
+    return " ".join(out)
+
+
+class ExitMonitor(View):
+    """Exits of a Machine's runs.  ``ExitMonitor(machine, selected=None)``.
+
+    Records come from background runs (``machine.start()``, followed live), from
+    ``machine.run(trace=monitor.trace)``, or from ``monitor.load(result)``."""
+
+    uses_vcpu = True
+
+    def __init__(self, machine, selected: int | None = None):
+        m, vm, _ = resolve(machine)
+        if m is None:
+            raise TypeError("ExitMonitor needs a Machine (it follows the Machine's exit loop)")
+        super().__init__(m)
+        self.vm = vm
+        self.loaded: dict[int, list] = {}
+        self.selected = selected
+        self.selected_vcpu = 0
+        self._sregs = None
+        self._seen = -1
+        self.capture()
+
+    # -------------------------------------------------------------- sources
+    def trace(self, ex, action) -> None:
+        """Pass as ``machine.run(trace=monitor.trace)``: records every exit (with rip)."""
+        v = self.machine.vcpus[0]
+        rec = {"index": len(self.loaded.setdefault(0, [])), "vcpu": 0, "rip": int(v.get_regs().rip)}
+        code = v.hardware_exit_code
+        if code is not None:
+            rec["hardware_exit_code"] = code
+        rec.update(action.record)
+        self.loaded[0].append(rec)
+
+    def load(self, result, vcpu: int = 0) -> "ExitMonitor":
+        """Show the exits of a finished run (a RunResult or a list of exit records)."""
+        exits = getattr(result, "exits", result)
+        self.loaded[vcpu] = [dict(r, index=i, vcpu=vcpu) for i, r in enumerate(exits)]
+        self.show()
+        return self
+
+    @property
+    def records(self) -> dict[int, list]:
+        """vCPU -> its exit records (background runs win over loaded ones)."""
+        out = {k: list(v) for k, v in self.loaded.items()}
+        for vcpu, h in background.handles_of(self.machine).items():
+            out[vcpu] = list(h.exits)
+        return out
+
+    def capture(self) -> None:
+        v = self.machine.vcpus[0] if self.machine.vcpus else None
+        if v is not None and v.fd is not None and getattr(v, "_thread", None) is None:
+            self._sregs = v.get_sregs()
+
+    def poll(self) -> bool:
+        n = sum(len(r) for r in self.records.values())
+        changed, self._seen = n != self._seen, n
+        return changed
+
+    # -------------------------------------------------------------- text
+    def counts(self) -> Counter:
+        c: Counter = Counter()
+        for recs in self.records.values():
+            c.update(r["reason"] for r in recs)
+        return c
+
+    def counts_text(self) -> str:
+        c = self.counts()
+        rows = sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))
+        width = max([len(k) for k in c] + [6])
+        return "\n".join([f"exits: {sum(c.values())}"] + [f"  {k:<{width}} {v:>3}" for k, v in rows])
+
+    def timeline_text(self, limit: int = 12) -> str:
+        lines = []
+        for vcpu, recs in sorted(self.records.items()):
+            runs: list = []
+            for r in recs:
+                if runs and runs[-1][0] == r["reason"]:
+                    runs[-1][1] += 1
+                else:
+                    runs.append([r["reason"], 1])
+            parts = [f"{k} x{n}" if n > 1 else k for k, n in runs[:limit]]
+            more = f" ... (+{len(runs) - limit} runs)" if len(runs) > limit else ""
+            lines.append(f"vCPU {vcpu}: " + (", ".join(parts) + more if parts else "(no exits)"))
+        return "\n".join(lines) or "(no exits yet)"
+
+    def detail(self, index: int, vcpu: int = 0) -> str:
+        """The exit ``index`` of ``vcpu`` in detail."""
+        recs = self.records.get(vcpu, [])
+        if not 0 <= index < len(recs):
+            return f"exit #{index} of vCPU {vcpu}: none (vCPU {vcpu} has {len(recs)} exits)"
+        r = recs[index]
+        lines = [f"exit #{index} on vCPU {vcpu}: {r['reason']}",
+                 f"  kvm_run: {field_text(r) or '(no fields for this reason)'}"]
+        rip = r.get("rip")
+        if rip is None:
+            lines.append("  instruction: unknown (no rip recorded: use machine.start() or run(trace=monitor.trace))")
+        elif self._sregs is None:
+            lines.append(f"  rip {rip:#x} (guest state not readable while the vCPU runs)")
+        else:
+            insn, where = _insn.cause(self.vm, self._sregs, rip, r["reason"])
+            text = str(insn) if insn is not None else "(cannot read guest memory there)"
+            lines.append(f"  instruction: {text}" + (f"  (KVM reported rip {rip:#x}, already past it)"
+                                                     if where == "before rip" else ""))
+            sym = self._symbol(insn.address if insn is not None else rip)
+            if sym:
+                lines[-1] += f"  <{sym}>"
+        code = r.get("hardware_exit_code")
+        lines.append(f"  hardware exit code: {code:#x}" if code is not None
+                     else "  hardware exit code: simulated backend only")
+        events = self.kernel_events(index, vcpu)
+        if events is not None:
+            lines += ["  kernel events:"] + [f"    {e}" for e in events]
+        return "\n".join(lines)
+
+    def _symbol(self, addr: int) -> str | None:
+        prog = getattr(self.machine, "program", None)
+        if prog is None:
+            return None
+        best = max(((a, n) for n, a in prog.symbols.items() if a <= addr and prog.base <= a < prog.end),
+                   default=None)
+        return None if best is None else (best[1] if best[0] == addr else f"{best[1]}+{addr - best[0]:#x}")
+
+    def kernel_events(self, index: int, vcpu: int = 0) -> list[str] | None:
+        """Hook: the simulated kernel's trace events between the previous exit and this one
+        (``vm.kernel.trace``, when the simulator records one); None where there is none."""
+        try:
+            trace = getattr(self.vm.kernel, "trace", None)
+        except (AttributeError, OSError):
+            return None
+        if trace is None:
+            return None
+        if not getattr(trace, "on", True):
+            return ["(the kernel trace is off: set vm.kernel.trace.on = True before running)"]
+        events = [e for e in list(getattr(trace, "events", [])) if getattr(e, "vcpu", None) in (vcpu, None)]
+        ends = [i for i, e in enumerate(events) if e.name == "kvm_exit"]
+        if index >= len(ends):
+            return []
+        lo = ends[index - 1] + 1 if index else 0
+        return [f"{e.name}: " + " ".join(f"{k}={v:#x}" if isinstance(v, int) and not isinstance(v, bool) else f"{k}={v}"
+                                          for k, v in e.fields.items()) for e in events[lo:ends[index] + 1]]
+
+    def text(self) -> str:
+        out = [self.counts_text(), self.timeline_text()]
+        if self.selected is not None:
+            out.append(self.detail(self.selected, self.selected_vcpu))
+        return "\n".join(out)
+
+    # -------------------------------------------------------------- widget
+    def plot(self):
+        """The timeline as a matplotlib Figure: x = exit number, one row per vCPU."""
+        fig = html.figure(9, 1.2 + 0.5 * max(1, len(self.records)))
+        ax = fig.add_subplot(1, 1, 1)
+        for vcpu, recs in sorted(self.records.items()):
+            recs = recs[-2000:]
+            by: dict = {}
+            for r in recs:
+                by.setdefault(r["reason"], []).append(r["index"])
+            for reason, xs in sorted(by.items()):
+                ax.scatter(xs, [vcpu] * len(xs), marker="|", s=300, color=COLORS.get(reason, "#333333"),
+                           label=reason)
+        handles, labels = ax.get_legend_handles_labels()
+        uniq = dict(zip(labels, handles))
+        if uniq:
+            ax.legend(uniq.values(), uniq.keys(), loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+        ax.set_xlabel("exit number")
+        ax.set_yticks(sorted(self.records) or [0])
+        ax.set_yticklabels([f"vCPU {v}" for v in sorted(self.records)] or ["vCPU 0"])
+        fig.tight_layout()
+        return fig
+
+    def _build(self):
+        import ipywidgets as W
+        self._counts = W.HTML()
+        self._image = W.Image(format="png")
+        self._slider = W.IntSlider(description="exit #", min=0, max=0, continuous_update=False)
+        self._vcpu_pick = W.Dropdown(description="vCPU", options=[0], value=0)
+        self._detail = W.HTML()
+
+        def pick(_):
+            self.selected, self.selected_vcpu = self._slider.value, self._vcpu_pick.value
+            self._detail.value = html.pre(self.detail(self.selected, self.selected_vcpu))
+        self._slider.observe(pick, "value")
+        self._vcpu_pick.observe(pick, "value")
+        return W.VBox([self._counts, self._image, W.HBox([self._vcpu_pick, self._slider]), self._detail])
+
+    def _update(self) -> None:
+        recs = self.records
+        self._counts.value = html.pre(self.counts_text())
+        self._image.value = html.png(self.plot())
+        vcpus = sorted(recs) or [0]
+        if list(self._vcpu_pick.options) != vcpus:
+            self._vcpu_pick.options = vcpus
+        n = len(recs.get(self._vcpu_pick.value, []))
+        self._slider.max = max(n - 1, 0)
+        if self.selected is None and n:
+            self._slider.value = n - 1
+        if self.selected is not None:
+            self._detail.value = html.pre(self.detail(self.selected, self.selected_vcpu))
