@@ -11,8 +11,9 @@ header), ``--max-exits N`` (default 100000), ``--timeout S`` (default 10).
 Exit status: the guest's debug-exit code (0 = success; 255 if larger); 0 if the guest
 stopped some other way (HLT, SHUTDOWN, INTERNAL_ERROR, ...: see the summary or
 ``stop_reason``); 124 if it did not stop within --timeout / --max-exits; 2 for bad
-input (missing file, assembly or header error); 1 if the backend cannot run it; 130 on
-Ctrl-C.  Errors are one line on stderr, never a traceback.
+input (missing file, assembly or header error); 1 if the backend cannot run it (or
+fails inside); 130 on Ctrl-C.  Errors are one line on stderr, never a traceback
+(``KVMLAB_TRACEBACK=1`` shows it for an internal error).
 """
 from __future__ import annotations
 
@@ -66,6 +67,16 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         _err("interrupted")
         return EXIT_INTERRUPTED
+    except Exception as e:  # noqa: BLE001 - a bug below us still gets one line, not a traceback
+        if os.environ.get("KVMLAB_TRACEBACK"):
+            raise
+        where = ""
+        tb = e.__traceback__
+        while tb is not None:
+            where = f" (at {os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno})"
+            tb = tb.tb_next
+        _err(f"internal error: {type(e).__name__}: {e}{where}; set KVMLAB_TRACEBACK=1 to see the traceback")
+        return EXIT_BACKEND
 
 
 def _run(args) -> int:

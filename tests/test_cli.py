@@ -199,3 +199,19 @@ def test_an_unavailable_backend_is_a_one_line_error():
             assert p.returncode == 1 and f"backend '{name}' is not available" in one_line_error(p)
             return
     pytest.skip("both backends are available here")
+
+
+def test_a_failure_inside_the_backend_is_a_one_line_error(tmp_path):
+    sitecustomize = tmp_path / "sitecustomize.py"     # make KVM_RUN blow up inside the process
+    sitecustomize.write_text(
+        "import kvmlab.vcpu\n"
+        "def broken(self):\n"
+        "    raise AttributeError('simulated bug')\n"
+        "kvmlab.vcpu.VcpuFd.run = broken\n")
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}")
+    env.pop("KVMLAB_TRACEBACK", None)
+    p = subprocess.run([sys.executable, "-m", "kvmlab", "run", str(GUESTS / "hello.S"), "--backend", "auto"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1
+    line = one_line_error(p)
+    assert "internal error: AttributeError: simulated bug" in line and "KVMLAB_TRACEBACK=1" in line
