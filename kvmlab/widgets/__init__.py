@@ -17,8 +17,11 @@ from ._base import Live, Throttle, View
 from .console import SerialConsole
 from .exits import ExitMonitor
 from .kernel import KernelInspector
+from .memslots import MemslotMap
 from .registers import Registers
+from .ring import CoalescedRingView
 from .vga import VgaScreen
+from .wiring import Wiring
 
-__all__ = ["View", "Live", "Throttle", "ExitMonitor", "KernelInspector", "Registers", "SerialConsole",
-           "VgaScreen"]
+__all__ = ["View", "Live", "Throttle", "ExitMonitor", "KernelInspector", "MemslotMap", "Registers",
+           "CoalescedRingView", "SerialConsole", "VgaScreen", "Wiring"]
