@@ -174,11 +174,11 @@ class Level:
         return out
 
     def __str__(self) -> str:
-        shown = " ".join(n if v else "-" * len(n) for n, v in self.flags.items())
+        shown = " ".join(n for n, v in self.flags.items() if v) or "-"
         what = f"page {self.next:#x} ({_size(self.page_size)})" if self.leaf else f"table {self.next:#x}"
         w = 2 * self.size
         return (f"{self.name:5} [{self.index:3}] @ {self.entry_addr:#x} = {self.raw:#0{w + 2}x}  "
-                f"{shown}  -> {what}")
+                f"{shown:<22} -> {what}")
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,12 @@ from .console import SerialConsole
 from .exits import ExitMonitor
 from .kernel import KernelInspector
 from .memslots import MemslotMap
+from .pagewalk import PageWalk
 from .registers import Registers
 from .ring import CoalescedRingView
+from .stepper import Stepper
 from .vga import VgaScreen
 from .wiring import Wiring
 
-__all__ = ["View", "Live", "Throttle", "ExitMonitor", "KernelInspector", "MemslotMap", "Registers",
-           "CoalescedRingView", "SerialConsole", "VgaScreen", "Wiring"]
+__all__ = ["View", "Live", "Throttle", "ExitMonitor", "KernelInspector", "MemslotMap", "PageWalk",
+           "Registers", "CoalescedRingView", "SerialConsole", "Stepper", "VgaScreen", "Wiring"]

@@ -66,3 +66,11 @@ def cause(vm, sregs, rip: int, reason: str):
         if got and got[0].size == k and _matches(got[0], reason):
             return got[0], "before rip"
     return here, "at rip"
+
+
+def symbolize(program, addr: int) -> str | None:
+    """``"puts+0x5"`` for an address inside ``program`` (a kvmlab.asm.Program), else None."""
+    if program is None or not program.base <= addr < program.end:
+        return None
+    best = max(((a, n) for n, a in program.symbols.items() if program.base <= a <= addr), default=None)
+    return None if best is None else (best[1] if best[0] == addr else f"{best[1]}+{addr - best[0]:#x}")

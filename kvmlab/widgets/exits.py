@@ -162,12 +162,7 @@ class ExitMonitor(View):
         return "\n".join(lines)
 
     def _symbol(self, addr: int) -> str | None:
-        prog = getattr(self.machine, "program", None)
-        if prog is None:
-            return None
-        best = max(((a, n) for n, a in prog.symbols.items() if a <= addr and prog.base <= a < prog.end),
-                   default=None)
-        return None if best is None else (best[1] if best[0] == addr else f"{best[1]}+{addr - best[0]:#x}")
+        return _insn.symbolize(getattr(self.machine, "program", None), addr)
 
     def kernel_events(self, index: int, vcpu: int = 0) -> list[str] | None:
         """Hook: the simulated kernel's trace events between the previous exit and this one
