@@ -1,0 +1,57 @@
+"""kvmlab.cpu -- the simulated x86 silicon (numba), and its façade for the sim kernel.
+
+Contract (as implemented; differences from the brief are marked ADJUSTED)::
+
+    from kvmlab.cpu import Core, PhysMap, CoreExit, EXIT_IO, EXIT_MMIO, ...
+    pm = PhysMap()                                   # one per VM, shared by its vCPUs' cores
+    pm.set_slot(slot_id, gpa, host_uint8_array, readonly=False, dirty=None_or_uint64_words)
+    pm.delete_slot(slot_id)                          # any change flushes every core's TLB on its next run
+    pm.invalidate()                                  # ADDED: flush translations (after clearing a dirty log
+                                                     #   nothing is needed: dirty-logged slots never take the fast path)
+    pm.set_coalesced([(addr, size, pio), ...], ring_uint8_4096)   # ring=None disables
+    core = Core(pm, vcpu_id=0)                       # reset state of reference §4.2
+    core.get_regs() / core.set_regs(kvm_regs)        # kvmlab.uapi structs, copies
+    core.get_sregs() / core.set_sregs(kvm_sregs)     # interrupt_bitmap <-> queued KVM_INTERRUPT vector
+    core.get_msr(index) -> int | None ; core.set_msr(index, value) -> bool   (host writes)
+    core.get_debugregs() -> dict(db=[4], dr6, dr7) ; core.set_debugregs(db=, dr6=, dr7=)   # ADJUSTED: dicts
+    core.get_fpu() -> dict (x87/SSE not modelled: reset values)
+    core.set_cpuid([(function, index, flags, eax, ebx, ecx, edx), ...])   # empty -> CPUID gives zeros
+    core.run(budget) -> int                          # exit code; releases the GIL (nogil numba)
+    core.exit                                        # decoded: .reason .name and one of
+        .io = dict(direction, size, port, count, data)    data = OUT bytes (b'' for IN)
+        .mmio = dict(gpa, len, is_write, data)            data = written bytes (b'' for reads)
+        .debug = dict(exception, pc, dr6, dr7)
+        .internal = dict(suberror, insn)                  suberror 1 EMULATION (insn bytes), 3 DELIVERY_EV
+    core.complete_io(data)                           # IN: count*size bytes; MMIO read: len bytes
+    core.queue_interrupt(vector)                     # KVM_INTERRUPT semantics: injected at next entry even if IF=0
+    core.set_irq_line(vector | None) ; core.irq_acked   # ADDED for an in-kernel irqchip: taken when IF=1 and no
+                                                     #   STI/MOV SS shadow; irq_acked returns (and clears) the vector taken
+    core.queue_nmi() ; core.queue_exception(vector)
+    core.interruptible -> bool                       # IF=1, no shadow, nothing queued
+    core.request_interrupt_window = True             # -> EXIT_IRQ_WINDOW as soon as interruptible (upstream)
+    core.halted -> bool                              # the last exit was HLT; run() clears it (the kernel blocks
+                                                     #   the vCPU itself when it has an in-kernel irqchip)
+    core.set_guest_debug(control, debugreg8)         # §9: SINGLESTEP, USE_SW_BP (int3 -> DEBUG exc 3, pc at the int3,
+                                                     #   rip not advanced), USE_HW_BP exec + data watchpoints, INJECT_BP/DB
+    core.translate(linear) -> (valid, physical)      # no side effects; physical 2**64-1 when invalid
+    core.stats                                       # Stats: .instructions .pf_taken .tlb_flush .invlpg ... .array
+    core.state / core.pm.pm                          # the int64 numpy arrays, usable from numba (kvmlab.cpu.run.run)
+    core.x87_as_nop = True                           # only for conformance runs (sst286): D8 x87 forms check their
+                                                     #   operand and leave the integer state alone; default: emulation failure
+
+Exit codes equal the KVM_EXIT_* numbers where one exists (IO 2, DEBUG 4, HLT 5, MMIO 6,
+IRQ_WINDOW 7, SHUTDOWN 8, INTERNAL_ERROR 17); EXIT_BUDGET = 100 is the core's own.
+Completion: after an IN or MMIO-read exit rip stays on the instruction; call complete_io()
+and run() again, the instruction is replayed with the data.  OUT and MMIO writes complete
+at the exit (rip already past the instruction); just run() again.  `rep outs` exits once
+per element (rip kept on the instruction until rcx reaches 0), `rep ins` batches up to
+1024 bytes / the page boundary.  A triple fault is EXIT_SHUTDOWN with the state kept
+(VMX flavour), rip on the faulting instruction.
+"""
+from .layout import (EXIT_BUDGET, EXIT_IO, EXIT_DEBUG, EXIT_HLT, EXIT_MMIO, EXIT_IRQ_WINDOW,  # noqa: F401
+                     EXIT_SHUTDOWN, EXIT_INTERNAL_ERROR, EXIT_NONE, STAT_NAMES)
+from .core import Core, PhysMap, CoreExit, Stats  # noqa: F401
+from .cachedir import CACHE_DIR  # noqa: F401
+
+__all__ = ['Core', 'PhysMap', 'CoreExit', 'Stats', 'EXIT_BUDGET', 'EXIT_IO', 'EXIT_DEBUG',
+           'EXIT_HLT', 'EXIT_MMIO', 'EXIT_IRQ_WINDOW', 'EXIT_SHUTDOWN', 'EXIT_INTERNAL_ERROR']

@@ -1,0 +1,14 @@
+"""The one decorator of the core: ``@njit(cache=True, nogil=True)``, with bounds checking
+switched on by ``KVMLAB_BOUNDSCHECK=1`` (or numba's own ``NUMBA_BOUNDSCHECK=1``)."""
+import os
+
+from . import cachedir  # noqa: F401  (installs the cache locator before any compilation)
+import numba
+
+_BC = os.environ.get('KVMLAB_BOUNDSCHECK', os.environ.get('NUMBA_BOUNDSCHECK', '')) == '1'
+
+
+def njit(fn):
+    if _BC:
+        return numba.njit(cache=True, nogil=True, boundscheck=True)(fn)
+    return numba.njit(cache=True, nogil=True)(fn)

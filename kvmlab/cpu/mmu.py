@@ -1,0 +1,214 @@
+"""Paging: 32-bit (4 KiB / 4 MiB with PSE), PAE and 4-level (4 KiB, 2 MiB, 1 GiB) walks with
+A/D bits and #PF error codes, and the software TLB in front of them.
+
+Accessed bits are set on every present entry used while walking down (as QEMU and
+hardware do); the leaf's A bit, and its D bit for a write, only when the access is
+allowed.  A TLB entry caches one 4 KiB linear page with the AND of R/W and U/S and the
+OR of NX over all levels, and whether the leaf is already dirty.  Flushes: CR3 writes
+(global pages kept when CR4.PGE), INVLPG, CR0.PG/WP and CR4 paging bits, memslot changes.
+"""
+from .jit import njit
+from .layout import *  # noqa: F401,F403
+from .physmem import pte_read, pte_write, phys_host_page
+
+ACC_W = 1
+ACC_U = 2
+ACC_X = 4
+
+ADDR_MASK = 0x000FFFFFFFFFF000
+
+
+@njit
+def raise_exc(st, vec, err):
+    if st[ABORT] == 0 or st[EXC_VEC] < 0:
+        st[EXC_VEC] = vec
+        st[EXC_ERR] = err
+    st[ABORT] = 1
+
+
+@njit
+def pf_error(st, present, acc, rsvd):
+    e = present | ((acc & ACC_W) << 1) | ((acc & ACC_U) << 1) | (rsvd << 3)
+    if acc & ACC_X:
+        if (st[CR4] & (1 << 20)) != 0 or ((st[CR4] & 0x20) != 0 and (st[EFER] & 0x800) != 0):
+            e |= 16
+    return e
+
+
+@njit
+def perm_ok(st, f, acc):
+    us = acc & ACC_U
+    if us != 0 and (f & TLBF_U) == 0:
+        return False
+    if (acc & ACC_W) != 0 and (f & TLBF_W) == 0 and (us != 0 or (st[CR0] & 0x10000) != 0):
+        return False
+    if (acc & ACC_X) != 0:
+        if (f & TLBF_NX) != 0:
+            return False
+        if us == 0 and (f & TLBF_U) != 0 and (st[CR4] & (1 << 20)) != 0:
+            return False
+    elif us == 0 and (f & TLBF_U) != 0 and (st[CR4] & (1 << 21)) != 0 and (st[RFLAGS] & F_AC) == 0:
+        return False
+    return True
+
+
+@njit
+def walk(st, pm, lin, acc, side):
+    """Translate lin.  Returns (physical address, flags) or (-1, #PF error code).
+    side=1 sets A/D bits; side=0 has no side effects (KVM_TRANSLATE)."""
+    cr4 = st[CR4]
+    nxe = (st[EFER] >> 11) & 1
+    f = TLBF_W | TLBF_U
+    if side:
+        st[STAT + ST_WALKS] += 1
+    if (cr4 & 0x20) == 0:
+        # 32-bit paging
+        lin &= 0xFFFFFFFF
+        pdea = (st[CR3] & 0xFFFFF000) + ((lin >> 20) & 0xFFC)
+        pde = pte_read(pm, pdea, 4)
+        if (pde & 1) == 0:
+            return -1, pf_error(st, 0, acc, 0)
+        if (pde & 2) == 0:
+            f &= ~TLBF_W
+        if (pde & 4) == 0:
+            f &= ~TLBF_U
+        if (pde & 0x80) != 0 and (cr4 & 0x10) != 0:
+            phys = (pde & 0xFFC00000) | ((pde & 0x1FE000) << 19) | (lin & 0x3FFFFF)
+            leafa = pdea
+            leaf = pde
+        else:
+            if side and (pde & 0x20) == 0:
+                pte_write(pm, pdea, 4, pde | 0x20)
+            ptea = (pde & 0xFFFFF000) + ((lin >> 10) & 0xFFC)
+            leaf = pte_read(pm, ptea, 4)
+            leafa = ptea
+            if (leaf & 1) == 0:
+                return -1, pf_error(st, 0, acc, 0)
+            if (leaf & 2) == 0:
+                f &= ~TLBF_W
+            if (leaf & 4) == 0:
+                f &= ~TLBF_U
+            phys = (leaf & 0xFFFFF000) | (lin & 0xFFF)
+        esz = 4
+    else:
+        if (st[EFER] & 0x400) != 0:
+            table = st[CR3] & ADDR_MASK
+            level = 4
+        else:
+            pdpa = (st[CR3] & 0xFFFFFFE0) + ((lin >> 27) & 0x18)
+            pdpte = pte_read(pm, pdpa, 8)
+            if (pdpte & 1) == 0:
+                return -1, pf_error(st, 0, acc, 0)
+            if (pdpte & 0x1E6) != 0 or (pdpte >> 63) != 0:
+                return -1, pf_error(st, 1, acc, 1)
+            table = pdpte & ADDR_MASK
+            level = 2
+            lin &= 0xFFFFFFFF
+        leaf = 0
+        leafa = 0
+        phys = 0
+        while True:
+            shift = 12 + 9 * (level - 1)
+            ea = table + ((lin >> shift) & 0x1FF) * 8
+            e = pte_read(pm, ea, 8)
+            if (e & 1) == 0:
+                return -1, pf_error(st, 0, acc, 0)
+            if e < 0 and nxe == 0:
+                return -1, pf_error(st, 1, acc, 1)
+            if (e & 0x80) != 0 and (level == 4 or (level == 3 and (st[EFER] & 0x400) == 0)):
+                return -1, pf_error(st, 1, acc, 1)
+            if (e & 2) == 0:
+                f &= ~TLBF_W
+            if (e & 4) == 0:
+                f &= ~TLBF_U
+            if e < 0:
+                f |= TLBF_NX
+            if level == 1 or (e & 0x80) != 0:
+                leaf = e
+                leafa = ea
+                pmask = (1 << shift) - 1
+                phys = (e & ADDR_MASK & ~pmask) | (lin & pmask)
+                break
+            if side and (e & 0x20) == 0:
+                pte_write(pm, ea, 8, e | 0x20)
+            table = e & ADDR_MASK
+            level -= 1
+        esz = 8
+    if (leaf & 0x100) != 0 and (cr4 & 0x80) != 0:
+        f |= TLBF_G
+    if side:
+        if not perm_ok(st, f, acc):
+            return -1, pf_error(st, 1, acc, 0)
+        nl = leaf | 0x20
+        if (acc & ACC_W) != 0:
+            nl |= 0x40
+        if nl != leaf:
+            pte_write(pm, leafa, esz, nl)
+        leaf = nl
+    if (leaf & 0x40) != 0:
+        f |= TLBF_D
+    return phys, f
+
+
+@njit
+def tlb_flush(st, keep_global):
+    st[STAT + ST_TLB_FLUSH] += 1
+    for i in range(TLB_N):
+        e = TLB + 4 * i
+        if keep_global and (st[e + 3] & TLBF_G) != 0:
+            continue
+        st[e] = 0
+
+
+@njit
+def tlb_flush_page(st, lin):
+    e = TLB + 4 * ((lin >> 12) & (TLB_N - 1))
+    if st[e] == ((lin & ~0xFFF) | 1):
+        st[e] = 0
+
+
+@njit
+def tlb_entry(st, pm, lin, acc):
+    """TLB entry (index into st) for lin allowing access acc, or -1 after raising #PF."""
+    e = TLB + 4 * ((lin >> 12) & (TLB_N - 1))
+    tag = (lin & ~0xFFF) | 1
+    if st[e] == tag:
+        f = st[e + 3]
+        if (st[CR0] & 0x80000000) == 0:
+            return e
+        if perm_ok(st, f, acc) and ((acc & ACC_W) == 0 or (f & TLBF_D) != 0):
+            return e
+    st[STAT + ST_TLB_MISS] += 1
+    if (st[CR0] & 0x80000000) == 0:
+        phys = lin & 0xFFFFFFFF if (st[EFER] & 0x400) == 0 else lin
+        f = TLBF_W | TLBF_U | TLBF_D
+    else:
+        phys, f = walk(st, pm, lin, acc, 1)
+        if phys < 0:
+            st[CR2] = lin
+            raise_exc(st, PF, f)
+            st[EXC_CR2] = lin
+            st[STAT + ST_PF] += 1
+            return -1
+    pp = phys & ~0xFFF
+    h, hw = phys_host_page(pm, pp)
+    if hw:
+        f |= TLBF_HOSTW
+    st[e] = tag
+    st[e + 1] = pp
+    st[e + 2] = h
+    st[e + 3] = f
+    return e
+
+
+@njit
+def translate(st, pm, lin):
+    """KVM_TRANSLATE: (valid, physical) without side effects."""
+    if (st[CR0] & 0x80000000) == 0:
+        return 1, lin
+    if (st[EFER] & 0x400) != 0 and ((lin << 16) >> 16) != lin:
+        return 0, -1
+    phys, f = walk(st, pm, lin, 0, 0)
+    if phys < 0:
+        return 0, -1
+    return 1, phys
