@@ -25,7 +25,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
-REQUIRED = ["00_", "01_", "02_", "03_", "04_", "05_", "06_", "07_"]
+REQUIRED = ["00_", "01_", "02_", "03_", "04_", "05_", "06_", "07_", "08_"]
 
 
 def _load_build():
