@@ -52,6 +52,8 @@ class View:
     """Base class of the kvmlab views.  ``str(view)`` is the text form."""
 
     max_hz = 30
+    #: how often a matplotlib image is re-rendered while the vCPU runs
+    plot_hz = 4
     #: True if the view reads vCPU state (it then captures between exits in the run thread)
     uses_vcpu = False
 
@@ -79,6 +81,19 @@ class View:
     def _update(self) -> None:
         from .html import pre
         self._widget.value = pre(self.text())
+
+    def running(self) -> bool:
+        """True while a background run of this view's machine is in progress."""
+        h = background.current(self.machine, self.vcpu_index) if self.machine is not None else None
+        return h is not None and h.running
+
+    def plot_due(self) -> bool:
+        """Whether to re-render a matplotlib image now: always when idle, at most
+        ``plot_hz`` times a second while the vCPU runs (rendering costs tens of ms)."""
+        if not self.running():
+            return True
+        t = self.__dict__.setdefault("_plot_throttle", Throttle(self.plot_hz))
+        return t.ready()
 
     # -------------------------------------------------------------- public
     def refresh(self) -> "View":
@@ -145,6 +160,7 @@ class Live:
         self.sleep = sleep
         self.draw_throttle = Throttle(hz, clock)
         self.capture_throttle = Throttle(hz, clock)
+        self.idle_throttle = Throttle(2, clock)
         self.handle = None
         self.dirty = True
         self.draws = 0
@@ -181,6 +197,10 @@ class Live:
                 self.dirty = True
         if self.view.poll():
             self.dirty = True
+        if self.view.uses_vcpu and (h is None or h.done) and self.idle_throttle.ready(now):
+            before = self.view.text()      # e.g. after a machine.run() in another cell
+            self.view.capture()
+            self.dirty = self.dirty or self.view.text() != before
         if self.dirty and self.draw_throttle.ready(now):
             self.dirty = False
             self.view.show()

@@ -23,7 +23,7 @@ from collections import Counter
 
 from ..vmm import background
 from . import _insn, html
-from ._base import View, resolve
+from ._base import View, resolve, vcpu_idle
 
 COLORS = {"IO": "#1f77b4", "MMIO": "#ff7f0e", "HLT": "#2ca02c", "DEBUG": "#9467bd", "INTR": "#8c564b",
           "SHUTDOWN": "#d62728", "INTERNAL_ERROR": "#e377c2", "FAIL_ENTRY": "#7f7f7f",
@@ -65,7 +65,7 @@ class ExitMonitor(View):
         self.loaded: dict[int, list] = {}
         self.selected = selected
         self.selected_vcpu = 0
-        self._sregs = None
+        self._sregs: dict = {}
         self._seen = -1
         self.capture()
 
@@ -96,9 +96,9 @@ class ExitMonitor(View):
         return out
 
     def capture(self) -> None:
-        v = self.machine.vcpus[0] if self.machine.vcpus else None
-        if v is not None and v.fd is not None and getattr(v, "_thread", None) is None:
-            self._sregs = v.get_sregs()
+        for i, v in enumerate(self.machine.vcpus):
+            if vcpu_idle(v):
+                self._sregs[i] = v.get_sregs()
 
     def poll(self) -> bool:
         n = sum(len(r) for r in self.records.values())
@@ -143,10 +143,10 @@ class ExitMonitor(View):
         rip = r.get("rip")
         if rip is None:
             lines.append("  instruction: unknown (no rip recorded: use machine.start() or run(trace=monitor.trace))")
-        elif self._sregs is None:
+        elif vcpu not in self._sregs:
             lines.append(f"  rip {rip:#x} (guest state not readable while the vCPU runs)")
         else:
-            insn, where = _insn.cause(self.vm, self._sregs, rip, r["reason"])
+            insn, where = _insn.cause(self.vm, self._sregs[vcpu], rip, r["reason"])
             text = str(insn) if insn is not None else "(cannot read guest memory there)"
             lines.append(f"  instruction: {text}" + (f"  (KVM reported rip {rip:#x}, already past it)"
                                                      if where == "before rip" else ""))
@@ -230,7 +230,8 @@ class ExitMonitor(View):
     def _update(self) -> None:
         recs = self.records
         self._counts.value = html.pre(self.counts_text())
-        self._image.value = html.png(self.plot())
+        if self.plot_due():
+            self._image.value = html.png(self.plot())
         vcpus = sorted(recs) or [0]
         if list(self._vcpu_pick.options) != vcpus:
             self._vcpu_pick.options = vcpus

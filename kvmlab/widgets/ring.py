@@ -99,7 +99,8 @@ class CoalescedRingView(View):
         return W.VBox([self._image, self._text])
 
     def _update(self) -> None:
-        self._image.value = html.png(self.plot())
+        if self.plot_due():
+            self._image.value = html.png(self.plot())
         self._text.value = html.pre(self.text())
 
 
