@@ -158,10 +158,13 @@ def test_an_irqfd_written_from_another_thread_wakes_the_vcpu_halted_in_the_kerne
     assert (p.isr, p.irr) == (0, 0)
 
 
-def test_while_halted_with_irqchip_the_vcpu_is_in_mp_state_halted(vm):
+def test_a_signal_while_halted_in_the_kernel_gives_INTR_with_mp_state_halted_and_rip_past_the_hlt(vm):
     g = _pic_guest(vm)
     assert run(g.vcpu, timeout=0.2, allow_timeout=True).reason == kvmlab.KVM_EXIT_INTR
+    assert g.vcpu.kvm_run.exit_reason == kvmlab.KVM_EXIT_INTR
     assert g.vcpu.get_mp_state() == kvmlab.KVM_MP_STATE_HALTED
+    code = g.mem.read(g.regs.rip - 1, 1)
+    assert code == b"\xf4"                                      # rip is just past the hlt
 
 
 def test_a_resample_irqfd_signals_the_resamplefd_when_the_guest_sends_eoi(vm, eventfd):

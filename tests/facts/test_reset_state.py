@@ -115,3 +115,14 @@ def test_vcpu_events_flags_say_nmi_pending_shadow_and_smm_are_valid(vcpu):
 
 def test_a_fresh_vcpu_has_an_empty_cpuid_table(vcpu):
     assert vcpu.get_cpuid2() == []
+
+
+def test_kvm_run_on_an_uninitialized_ap_blocks_until_a_signal(vm):
+    from factkit import run
+    vm.create_irqchip()
+    vm.set_user_memory_region(0, 0, kvmlab.GuestMemory(0x10000))
+    vm.create_vcpu(0)
+    ap = vm.create_vcpu(1)
+    ex = run(ap, timeout=0.2, allow_timeout=True)       # waits for INIT/SIPI: only the kick ends it
+    assert ex.reason == kvmlab.KVM_EXIT_INTR
+    assert ap.get_mp_state() == kvmlab.KVM_MP_STATE_UNINITIALIZED
