@@ -81,3 +81,39 @@ def set_long_mode(vcpu, mem, rip, cr3, rsp=0x8000, idt=(0, 0)):
     sr.cr0, sr.cr3, sr.cr4, sr.efer = CR0_PG | CR0_PE | CR0_ET, cr3, CR4_PAE, EFER_LME | EFER_LMA
     vcpu.set_sregs(sr)
     vcpu.set_regs(rip=rip, rsp=rsp, rflags=2)
+
+
+def protected_guest(vm, source, *, mem_size=0x100000, load=0x1000, idt=(0, 0), cr4=0):
+    """VM with RAM [0, mem_size) in slot 0 and vCPU 0 in flat 32-bit protected mode at ``load``."""
+    import kvmlab
+    from kvmlab.asm import assemble
+    mem = kvmlab.GuestMemory(mem_size)
+    vm.set_user_memory_region(0, 0, mem)
+    prog = assemble(".code32\n" + source, base=load)
+    mem.write(load, prog.code)
+    vcpu = vm.create_vcpu(0)
+    set_protected_flat(vcpu, mem, load, idt=idt)
+    if cr4:
+        sr = vcpu.get_sregs()
+        sr.cr4 |= cr4
+        vcpu.set_sregs(sr)
+    return mem, vcpu, prog
+
+
+def long_guest(vm, source, *, mem_size=0x200000, load=0x1000, idt=(0, 0), cr4=0, gib=1):
+    """VM with RAM [0, mem_size) in slot 0, an identity map of the first ``gib`` GiB, and
+    vCPU 0 in 64-bit mode at ``load``."""
+    import kvmlab
+    from kvmlab.asm import assemble
+    mem = kvmlab.GuestMemory(mem_size)
+    vm.set_user_memory_region(0, 0, mem)
+    cr3 = build_identity_map(mem, gib=gib)
+    prog = assemble(".code64\n" + source, base=load)
+    mem.write(load, prog.code)
+    vcpu = vm.create_vcpu(0)
+    set_long_mode(vcpu, mem, load, cr3, idt=idt)
+    if cr4:
+        sr = vcpu.get_sregs()
+        sr.cr4 |= cr4
+        vcpu.set_sregs(sr)
+    return mem, vcpu, prog

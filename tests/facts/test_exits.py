@@ -330,3 +330,69 @@ def test_kvm_run_with_no_memslot_fails_with_ENOSPC_on_pvm_and_is_an_internal_err
         assert e.value.errno == errno.ENOSPC
     else:
         assert run(vcpu).reason == kvmlab.KVM_EXIT_INTERNAL_ERROR
+
+
+# ---- protected / long mode ---------------------------------------------------------------
+def test_a_16_byte_sse_store_to_mmio_exits_as_two_8_byte_fragments(vm):
+    mem, vcpu, prog = modes.long_guest(vm, "movups xmm0, [0x2000]\n movups [0x40000010], xmm0\n hlt",
+                                       cr4=0x600, gib=2)
+    mem.write(0x2000, bytes(range(0x10, 0x20)))
+    assert run_until(vcpu) == [("MMIO", "write", 0x40000010, 8, bytes(range(0x10, 0x18))),
+                               ("MMIO", "write", 0x40000018, 8, bytes(range(0x18, 0x20))), ("HLT",)]
+
+
+def test_a_long_mode_page_fault_with_no_idt_is_a_triple_fault_SHUTDOWN(vm):
+    mem, vcpu, prog = modes.long_guest(vm, "mov rax, [0x80000000]\n hlt")     # beyond the 1 GiB map
+    assert run(vcpu).reason == kvmlab.KVM_EXIT_SHUTDOWN
+
+
+IDT_GUEST = """
+    mov eax, 0
+    int 0x30
+    hlt
+handler:
+    mov al, 0x30
+    out 0xee, al
+    hlt
+"""
+
+
+def test_int_n_in_protected_mode_goes_through_the_idt_upstream_and_is_an_emulation_failure_on_pvm(kvm, vm):
+    mem, vcpu, prog = modes.protected_guest(vm, IDT_GUEST, idt=(0x3000, 0x30 * 8 + 7))
+    h = prog.symbols["handler"]
+    gate = (h & 0xFFFF) | (0x08 << 16) | (0x8E00 << 32) | ((h >> 16) << 48)    # 32-bit interrupt gate
+    mem.write(0x3000 + 0x30 * 8, gate.to_bytes(8, "little"))
+    ex = run(vcpu)
+    if is_pvm(kvm):
+        # [PVM] the emulator cannot deliver a protected-mode INT
+        assert (ex.reason, ex.suberror) == (kvmlab.KVM_EXIT_INTERNAL_ERROR, 1)
+    else:
+        assert describe(ex) == ("IO", "out", 0xEE, 1, 1, b"\x30")
+
+
+def test_vmmcall_is_ud_on_pvm_and_a_hypercall_returning_minus_kvm_enosys_upstream(kvm, vm):
+    g = guest(vm, "mov eax, 12345\n vmmcall\n hlt", ivt_stubs=8)
+    got = g.run_until()
+    if is_pvm(kvm):
+        assert got == [("IO", "out", 0xEE, 1, 1, b"\x06"), ("HLT",)]
+    else:
+        assert got == [("HLT",)]
+        assert g.regs.rax & 0xFFFFFFFF == (-1000) & 0xFFFFFFFF
+
+
+def test_without_irqchip_the_lapic_page_is_ordinary_mmio(vm):
+    mem, vcpu, prog = modes.protected_guest(vm, "mov eax, [0xfee00030]\n hlt")
+    assert run_until(vcpu, mmio_value=0x1234) == [("MMIO", "read", 0xFEE00030, 4, None), ("HLT",)]
+    assert vcpu.get_regs().rax & 0xFFFFFFFF == 0x1234
+
+
+def test_a_slot_backed_by_unmapped_host_memory_gives_mmio_exits_on_pvm_and_efault_upstream(kvm, vm):
+    g = guest(vm, "mov ax, 0x9000\n mov es, ax\n mov byte ptr es:[0], 5\n hlt")
+    vm.set_user_memory_region(2, 0x90000, userspace_addr=0x10000000000, memory_size=0x1000)
+    if is_pvm(kvm):
+        # [PVM] the emulator turns the access into an MMIO exit (reference §3.3: not ABI)
+        assert g.run_until() == [("MMIO", "write", 0x90000, 1, b"\x05"), ("HLT",)]
+    else:
+        with pytest.raises(kvmlab.KvmError) as e:
+            g.run_until()
+        assert e.value.errno == errno.EFAULT
