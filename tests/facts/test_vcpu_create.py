@@ -87,3 +87,12 @@ def test_the_vcpu_id_is_the_initial_apic_id(vm):
 def test_create_irqchip_twice_fails_with_EEXIST(vm):
     vm.create_irqchip()
     assert _errno(vm.create_irqchip) == errno.EEXIST
+
+
+def test_set_identity_map_addr_before_any_vcpu_is_accepted(vm):
+    vm.set_identity_map_addr(0xFEFFC000)
+    vm.create_vcpu(0)
+
+
+def test_set_boot_cpu_id_before_any_vcpu_is_accepted(vm):
+    vm.set_boot_cpu_id(0)
