@@ -41,7 +41,18 @@ def backend(request):
         kvmlab.open(name).close()
     except kvmlab.BackendUnavailable as e:
         pytest.skip(str(e))
+    _warm_up(name)
     return name
+
+
+def _warm_up(name: str) -> None:
+    """Run one tiny guest first, so a cold JIT cache (sim) is compiled before any test
+    that measures time."""
+    from kvmlab import asm as _asm
+    from kvmlab.vmm import Machine as _Machine
+    with _Machine(mode="real", backend=name) as m:
+        m.load(_asm.assemble(".code16\n_start: hlt\n", base=0x1000))
+        m.run(timeout=600)
 
 
 @pytest.fixture
