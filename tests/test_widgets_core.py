@@ -214,3 +214,12 @@ def test_the_exit_monitor_widget_has_a_timeline_image_and_a_selectable_exit(mach
     mon._slider.value = 0
     assert "exit #0 on vCPU 0: IO" in mon._detail.value
     assert len(w.children) == 4
+
+
+def test_a_live_view_stops_refreshing_when_its_machine_is_closed():
+    m = Machine(mode="real", backend="auto")
+    con = SerialConsole(m).live()
+    thread = con._live.thread
+    m.close()
+    thread.join(2.0)
+    assert not thread.is_alive()

@@ -16,6 +16,7 @@ import time
 
 from ..vmm import background
 
+IDLE_HZ = 5          # how often a live view looks for changes while no background run is going on
 HOST_ADDRESS = re.compile(r"0x0*7f[0-9a-f]{10}\b", re.I)
 
 
@@ -210,12 +211,14 @@ class Live:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            if getattr(self.machine, "_closed", False):
+                return                      # the Machine was closed: nothing will change
             try:
                 self.step()
-            except Exception:   # noqa: BLE001 - a closed machine or fd ends the live view
-                if getattr(self.machine, "_closed", False):
-                    return
-            self.sleep(1.0 / self.hz)
+            except Exception:   # noqa: BLE001 - a view must never take the kernel down
+                pass
+            running = self.handle is not None and self.handle.running
+            self.sleep(1.0 / (self.hz if running else min(self.hz, IDLE_HZ)))
 
 
 def resolve(obj, vcpu: int = 0):

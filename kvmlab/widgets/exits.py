@@ -183,6 +183,14 @@ class ExitMonitor(View):
         return [f"{e.name}: " + " ".join(f"{k}={v:#x}" if isinstance(v, int) and not isinstance(v, bool) else f"{k}={v}"
                                           for k, v in e.fields.items()) for e in events[lo:ends[index] + 1]]
 
+    def select(self, index: int, vcpu: int = 0) -> "ExitMonitor":
+        """Show exit ``index`` of ``vcpu`` in detail (in the text form and the widget)."""
+        self.selected, self.selected_vcpu = index, vcpu
+        if self._widget is not None:
+            self._vcpu_pick.value = vcpu
+            self._slider.value = index
+        return self
+
     def text(self) -> str:
         out = [self.counts_text(), self.timeline_text()]
         if self.selected is not None:
@@ -221,8 +229,7 @@ class ExitMonitor(View):
         self._detail = W.HTML()
 
         def pick(_):
-            self.selected, self.selected_vcpu = self._slider.value, self._vcpu_pick.value
-            self._detail.value = html.pre(self.detail(self.selected, self.selected_vcpu))
+            self._detail.value = html.pre(self.detail(self._slider.value, self._vcpu_pick.value))
         self._slider.observe(pick, "value")
         self._vcpu_pick.observe(pick, "value")
         return W.VBox([self._counts, self._image, W.HBox([self._vcpu_pick, self._slider]), self._detail])
@@ -236,8 +243,8 @@ class ExitMonitor(View):
         if list(self._vcpu_pick.options) != vcpus:
             self._vcpu_pick.options = vcpus
         n = len(recs.get(self._vcpu_pick.value, []))
+        follow = self._slider.value == self._slider.max      # at the newest exit: stay there
         self._slider.max = max(n - 1, 0)
-        if self.selected is None and n:
-            self._slider.value = n - 1
-        if self.selected is not None:
-            self._detail.value = html.pre(self.detail(self.selected, self.selected_vcpu))
+        if follow:
+            self._slider.value = self._slider.max
+        self._detail.value = html.pre(self.detail(self._slider.value, self._vcpu_pick.value)) if n else ""
