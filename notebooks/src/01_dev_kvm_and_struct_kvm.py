@@ -221,7 +221,7 @@ print("users_count with 3 vCPUs:", users_count_with(3))
 answer = None   # an errno name
 
 # %% check
-fresh = kvmlab.open().create_vm()
+fresh = kvm.create_vm()          # on the same kvm (try_ioctl uses its backend)
 check(answer, try_ioctl(fresh.fd, kvmlab.KVM_CREATE_VM, 0), hint="it is a VM fd: unknown requests fall through to kvm_arch_vm_ioctl")
 # %% [expect]
 # not answered yet: set `answer` in the cell above, run it, then run this cell again
