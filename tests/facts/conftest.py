@@ -57,6 +57,7 @@ def _open(name: str):
 def kvm(request):
     """A :class:`kvmlab.Kvm` (the system fd) on each backend."""
     k = _open(request.param)
+    factkit.warm_up(k)
     yield k
     k.close()
 
