@@ -22,6 +22,8 @@ _HINTS: dict[tuple[str, int], str] = {
     ("KVM_GET_DIRTY_LOG", _errno.EFAULT): "the bitmap pointer does not point at writable memory of ALIGN(npages, 64)/8 bytes",
     ("KVM_CREATE_IRQCHIP", _errno.EEXIST): "the VM already has an in-kernel irqchip",
     ("KVM_CREATE_IRQCHIP", _errno.EINVAL): "create the irqchip before the first vCPU",
+    ("KVM_CREATE_PIT2", _errno.ENOENT): "the PIT needs the in-kernel irqchip: call create_irqchip() first",
+    ("KVM_CREATE_PIT2", _errno.EEXIST): "the VM already has an in-kernel PIT",
     ("KVM_IRQ_LINE", _errno.ENXIO): "KVM_IRQ_LINE needs an in-kernel irqchip: call create_irqchip() before creating vCPUs",
     ("KVM_IRQ_LINE_STATUS", _errno.ENXIO): "KVM_IRQ_LINE_STATUS needs an in-kernel irqchip: call create_irqchip() before creating vCPUs",
     ("KVM_IRQFD", _errno.EINVAL): "irqfd needs an in-kernel irqchip (create_irqchip()), an eventfd, and only the DEASSIGN/RESAMPLE flags",

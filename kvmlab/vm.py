@@ -166,6 +166,11 @@ class VmFd:
         self._ioctl("KVM_GET_IRQCHIP", uapi.KVM_GET_IRQCHIP, chip)
         return chip
 
+    def create_pit2(self, flags: int = 0) -> None:
+        """KVM_CREATE_PIT2 on the VM fd: an in-kernel 8254 PIT on ports 0x40-0x43 (needs the
+        in-kernel irqchip).  ``flags=KVM_PIT_SPEAKER_DUMMY`` also handles port 0x61."""
+        self._ioctl("KVM_CREATE_PIT2", uapi.KVM_CREATE_PIT2, uapi.kvm_pit_config(flags=flags))
+
     def irq_line(self, irq: int, level: int, status: bool = False):
         """KVM_IRQ_LINE (or KVM_IRQ_LINE_STATUS with ``status=True``, which returns the
         delivery status: >0 delivered, 0 masked/coalesced, -1 no route) on the VM fd."""
