@@ -225,3 +225,34 @@ def test_deassigning_an_irqfd_succeeds_even_when_it_does_not_exist(chip_vm, even
     assert _errno(chip_vm.irqfd, e, 4, deassign=True) == 0
     assert _errno(chip_vm.irqfd, e, 4, deassign=True) == 0
     assert _errno(chip_vm.irqfd, e, 4, flags=kvmlab.KVM_IRQFD_FLAG_RESAMPLE, deassign=True) == 0
+
+
+# ---- KVM_CREATE_PIT2 (§13.1) ----------------------------------------------------------------
+def test_create_pit2_without_irqchip_fails_with_ENOENT(vm):
+    assert _errno(vm.create_pit2) == errno.ENOENT
+
+
+def test_create_pit2_twice_fails_with_EEXIST(vm):
+    vm.create_irqchip()
+    vm.create_pit2()
+    assert _errno(vm.create_pit2) == errno.EEXIST
+
+
+PIT_GUEST = "mov al, 0x34\n out 0x43, al\n in al, 0x40\n in al, 0x61\n out 0x80, al\n hlt"
+
+
+def test_without_a_pit_the_pit_ports_exit(vm):
+    g = real_mode(vm, PIT_GUEST, irqchip=True)
+    assert describe(g.run()) == ("IO", "out", 0x43, 1, 1, b"\x34")
+
+
+def test_with_pit2_the_pit_ports_are_in_kernel_but_port_0x61_still_exits(vm):
+    g = real_mode(vm, PIT_GUEST, irqchip=True)
+    vm.create_pit2()
+    assert describe(g.run()) == ("IO", "in", 0x61, 1, 1, None)
+
+
+def test_with_pit2_speaker_dummy_port_0x61_is_in_kernel_too(vm):
+    g = real_mode(vm, PIT_GUEST, irqchip=True)
+    vm.create_pit2(flags=kvmlab.KVM_PIT_SPEAKER_DUMMY)
+    assert describe(g.run())[:3] == ("IO", "out", 0x80)
