@@ -81,6 +81,7 @@ def kvm_io_bus_register_dev(kvm, bus_idx, addr, length, dev, is_ioeventfd=False)
         i += 1
     ranges.insert(i, KvmIoRange(addr, length, dev))
     kvm.buses[bus_idx] = KvmIoBus(ranges, bus.ioeventfd_count + (1 if is_ioeventfd else 0))
+    kvm.arch.update_devmask()
 
 
 def kvm_io_bus_unregister_dev(kvm, bus_idx, dev, is_ioeventfd=False):
@@ -90,6 +91,7 @@ def kvm_io_bus_unregister_dev(kvm, bus_idx, dev, is_ioeventfd=False):
     if len(ranges) == bus.dev_count:
         return -errno.ENOENT
     kvm.buses[bus_idx] = KvmIoBus(ranges, bus.ioeventfd_count - (1 if is_ioeventfd else 0))
+    kvm.arch.update_devmask()
     return 0
 
 

@@ -123,6 +123,15 @@ class Kvm:
         the per-chip results (>0 delivered, 0 coalesced/masked, -1 no route)."""
         return self.arch.set_irq(irq_source_id, gsi, level)
 
+    def arch_ack_irq(self, gsi):
+        """``kvm_notify_acked_irq``: the guest acknowledged GSI ``gsi`` (PIC or IOAPIC EOI);
+        run the ack notifiers (resampling irqfds)."""
+        self.arch.ack_irq(gsi)
+
+    def arch_kick_bsp(self):
+        """The PIC's INT output rose: wake the vCPU whose LINT0 it is wired to."""
+        self.arch.kick_bsp()
+
     def __repr__(self):
         return f"<struct kvm {self.stats_id} users_count={self.users_count}>"
 

@@ -495,5 +495,7 @@ for _name, _req in [("get_regs", U.KVM_GET_REGS), ("set_regs", U.KVM_SET_REGS),
                     ("get_vcpu_events", U.KVM_GET_VCPU_EVENTS),
                     ("set_vcpu_events", U.KVM_SET_VCPU_EVENTS),
                     ("get_debugregs", U.KVM_GET_DEBUGREGS),
+                    ("set_debugregs", U.KVM_SET_DEBUGREGS),
+                    ("set_fpu", U.KVM_SET_FPU),
                     ("set_signal_mask", U.KVM_SET_SIGNAL_MASK)]:
     _VCPU_IOCTLS[_req] = vcpu_arch(_name)

@@ -14,7 +14,10 @@ import errno
 import struct
 import threading
 
+import numpy as np
+
 from .. import uapi as U
+from ..cpu import layout as L
 from . import stats as S
 from .memslots import KVM_MR_DELETE
 
@@ -30,6 +33,9 @@ def arch_caps():
         U.KVM_CAP_MP_STATE: 1,
         U.KVM_CAP_USER_NMI: 1,
         U.KVM_CAP_SET_GUEST_DEBUG: 1,
+        U.KVM_CAP_VCPU_EVENTS: 1,
+        U.KVM_CAP_DEBUGREGS: 1,
+        U.KVM_CAP_INTERNAL_ERROR_DATA: 1,
         U.KVM_CAP_SYNC_REGS: U.KVM_SYNC_X86_VALID_FIELDS,
         U.KVM_CAP_IMMEDIATE_EXIT: 1,
         U.KVM_CAP_SET_GUEST_DEBUG2: (U.KVM_GUESTDBG_ENABLE | U.KVM_GUESTDBG_SINGLESTEP |
@@ -58,6 +64,17 @@ class KvmArch:
         self.deterministic = False
         self.physmap = None                  # the core's PhysMap: the "EPT/NPT" of this VM
         self.resamplers = []
+        self.devmask = 0                     # which buses have devices (the run loop's fast path)
+        self.no_backed_memory = False        # slots exist but none is memory kvmlab knows
+        self.unbacked = []                   # slots whose userspace_addr kvmlab cannot reach
+
+    def update_devmask(self):
+        from .kvm_run import DEV_APIC, DEV_MMIO, DEV_PIO
+        from .iobus import KVM_MMIO_BUS, KVM_PIO_BUS
+        b = self.kvm.buses
+        self.devmask = ((DEV_PIO if b[KVM_PIO_BUS].dev_count else 0) |
+                        (DEV_MMIO if b[KVM_MMIO_BUS].dev_count or self.unbacked else 0) |
+                        (DEV_APIC if self.irqchip_in_kernel() else 0))
 
     # -- helpers -------------------------------------------------------------------------
     def irqchip_in_kernel(self):
@@ -77,11 +94,19 @@ class KvmArch:
         pm = self.physmap
         if s.host is None:
             return
-        pm.set_slot(s.id, s.guest_phys_addr, s.host, bool(s.flags & U.KVM_MEM_READONLY),
-                    s.dirty_bitmap)
+        try:
+            pm.set_slot(s.id, s.guest_phys_addr, s.host, bool(s.flags & U.KVM_MEM_READONLY),
+                        s.dirty_bitmap)
+        except ValueError as e:
+            raise OSError(errno.ENOSPC, f"the simulated CPU cannot map this slot ({e}); it "
+                          f"holds at most {L.PM_MAXSLOTS} memslots") from None
 
     # -- memslots: kvm_arch_commit_memory_region ------------------------------------------
     def commit_memory_region(self, old, new, change):
+        slots = self.kvm.memslots.id_hash.values()
+        self.no_backed_memory = bool(slots) and all(s.host is None for s in slots)
+        self.unbacked = [s for s in slots if s.host is None]
+        self.update_devmask()
         pm = self.physmap
         if pm is None:
             return
@@ -96,7 +121,9 @@ class KvmArch:
         pm = self.physmap
         if pm is None:
             return
-        zones = [(d.addr, d.size, d.pio) for d in self.kvm.coalesced_zones]
+        # the core coalesces the first PM_MAXZONES zones itself; writes to any further zone
+        # reach the kernel's io bus, whose coalesced_mmio devices append to the same ring
+        zones = [(d.addr, d.size, d.pio) for d in self.kvm.coalesced_zones][:L.PM_MAXZONES]
         pm.set_coalesced(zones, self.kvm.coalesced_mmio_ring)
 
     # -- VM ioctls (kvm_arch_vm_ioctl) ---------------------------------------------------
@@ -141,6 +168,7 @@ class KvmArch:
                                             "KVM_CREATE_VCPU")
             irqchip.kvm_create_irqchip(self.kvm)
             self.irqchip_mode = KVM_IRQCHIP_KERNEL
+            self.update_devmask()
         return 0
 
     def _irq_level(self, arg, what):
@@ -195,6 +223,19 @@ class KvmArch:
             if irqfd in self.resamplers:
                 self.resamplers.remove(irqfd)
 
+    def ack_irq(self, gsi):
+        """Ack notifiers: a resampling irqfd on ``gsi`` de-asserts its line and signals its
+        resamplefd so the device model can re-assert if it still needs service."""
+        fired = [r for r in self.resamplers if r.gsi == gsi]
+        for r in fired:
+            self.kvm.set_irq(1, gsi, 0)
+            r.resamplefd.signal(1)
+
+    def kick_bsp(self):
+        for v in self.kvm.vcpu_array.values():
+            if v.vcpu_id == self.bsp_vcpu_id:
+                v.arch.kvm_vcpu_kick_event()
+
     # -- vcpus ---------------------------------------------------------------------------
     def vcpu_postcreate(self, vcpu):
         pass
@@ -205,42 +246,226 @@ class KvmArch:
 
 
 class KvmVcpuArch:
-    """``struct kvm_vcpu_arch``: the x86 part of struct kvm_vcpu."""
+    """``struct kvm_vcpu_arch``: the x86 part of struct kvm_vcpu, and its ioctls."""
+
+    BUDGET = 200_000            # instructions per entry before KVM looks at signals/kicks
+    BUDGET_IRQCHIP = 20_000     # shorter with an in-kernel irqchip (timers, irqfds)
 
     def __init__(self, vcpu):
+        from .. import cpu
+        from .kvm_run import LAY
         self.vcpu = vcpu
-        self.kvm = vcpu.kvm
-        self.core = None                      # the CPU core ("the silicon"), created lazily
-        self.cpuid_entries = []               # KVM_SET_CPUID2 table
-        self.has_run = False                  # kvm_vcpu_has_run()
+        self.kvm = kvm = vcpu.kvm
+        self.ops = kvm.arch.ops
+        pm = kvm.arch._pm()
+        self.core = cpu.Core(pm, vcpu.vcpu_id)
+        self.st = self.core.state
+        self.pm_arr = pm.pm
+        self.page = vcpu.run_buf                        # the whole 3-page mapping (uint8)
+        self.mv = memoryview(vcpu.run_map).cast("B")
+        self.mv64 = self.mv[:4096].cast("Q")
+        self.last_code = None
+        self.lay = LAY
+        self.cpuid_entries = []
+        self.has_run = False
+        self.pending = 0                                # 1 IN, 2 MMIO read awaiting the VMM
+        self.check_entry = True                         # state changed by userspace
+        self.nmi_pending = False
+        self.apic = None
         self.mp_state = U.KVM_MP_STATE_RUNNABLE
-        self.apic = None                      # struct kvm_lapic (in-kernel irqchip only)
-        self.last_hw_exit = None              # vendor exit code of the last exit
         self.kicked = False
-        self.wake = threading.Event()         # the vCPU's wait queue (rcuwait)
+        self.wake = threading.Event()
+        self.guest_debug = 0
+        self.mce = {self.MCG_CAP: 32, self.MCG_STATUS: 0, self.MCG_CTL: 0}
+        if kvm.arch.irqchip_in_kernel():
+            from .irqchip.lapic import KvmLapic
+            self.apic = KvmLapic(vcpu)
+            if vcpu.vcpu_id != kvm.arch.bsp_vcpu_id:
+                self.mp_state = U.KVM_MP_STATE_UNINITIALIZED
+        self._fix_reset_state()
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _fix_reset_state(self):
+        """What kvm_vcpu_reset sets beyond the core's power-on state."""
+        st = self.st
+        bsp = self.vcpu.vcpu_id == self.kvm.arch.bsp_vcpu_id
+        st[L.M_APIC_BASE] = 0xFEE00000 | 0x800 | (0x100 if bsp else 0)
+        eax1 = next((e[3] for e in self.cpuid_entries if e[0] == 1), None)
+        st[L.RDX] = 0x600 if eax1 is None else eax1
+
+    def apic_base(self):
+        return int(self.st[L.M_APIC_BASE])
 
     def request_tlb_flush(self):
-        self.vcpu.requests |= 1               # KVM_REQ_TLB_FLUSH
+        self.vcpu.requests |= 1
 
     def kick(self):
+        """A signal for the vCPU thread: KVM_RUN returns EINTR / KVM_EXIT_INTR."""
         self.kicked = True
+        self.wake.set()
+
+    def kvm_vcpu_kick_event(self):
+        """``kvm_vcpu_kick`` after KVM_REQ_EVENT: re-evaluate interrupts (no userspace exit)."""
         self.wake.set()
 
     def destroy(self):
         self.kick()
 
-    # -- ioctls that do not need the core -----------------------------------------------
-    def get_mp_state(self, arg):
+    def _user(self, arg, size, what):
         from .kvm_main import user_buf
-        b = user_buf(arg, 4, "KVM_GET_MP_STATE")
-        state = self.mp_state if self.kvm.arch.irqchip_in_kernel() else U.KVM_MP_STATE_RUNNABLE
-        struct.pack_into("<I", b, 0, state)
+        return user_buf(arg, size, what)
+
+    def _event_name(self, code):
+        if code == L.EXIT_DEBUG:
+            return "debug" if int(self.st[L.DBG_EXC]) == 3 else "singlestep"
+        return _EVENT.get(code, "intr")
+
+    @property
+    def last_hw_exit(self):
+        """The vendor's exit code for the last exit (VMX exit reason / SVM exit code)."""
+        code = self.last_code
+        if code == -1:
+            return self.ops.exit_code["hypercall"]
+        if code is None:
+            return self.ops.entry_failure_reason if self.has_run else None
+        return self.ops.exit_code.get(self._event_name(code))
+
+    # -- registers ------------------------------------------------------------------------
+    def get_regs(self, arg):
+        b = self._user(arg, 144, "KVM_GET_REGS")
+        b[:144] = bytes(self.core.get_regs())
         return 0
+
+    def set_regs(self, arg):
+        b = self._user(arg, 144, "KVM_SET_REGS")
+        regs = U.kvm_regs.from_buffer_copy(bytes(b[:144]))
+        self.core.set_regs(regs)
+        if regs.rflags & (1 << 17):
+            # kvm_set_rflags keeps RFLAGS.VM (virtual-8086 mode); the core's façade drops it
+            self.st[L.RFLAGS] |= 1 << 17
+            self.core._update_mode()
+        self.check_entry = True
+        return 0
+
+    def get_sregs(self, arg):
+        b = self._user(arg, 312, "KVM_GET_SREGS")
+        b[:312] = bytes(self.core.get_sregs())
+        return 0
+
+    def set_sregs(self, arg):
+        b = self._user(arg, 312, "KVM_SET_SREGS")
+        s = U.kvm_sregs.from_buffer_copy(bytes(b[:312]))
+        why = valid_sregs(s)
+        if why:
+            raise OSError(errno.EINVAL, f"KVM_SET_SREGS: {why}")
+        self.core.set_sregs(s)
+        self.check_entry = True
+        return 0
+
+    def get_fpu(self, arg):
+        b = self._user(arg, 416, "KVM_GET_FPU")
+        f = self.core.get_fpu()
+        b[:416] = bytes(416)
+        struct.pack_into("<HHB", b, 128, f["fcw"], f["fsw"], f["ftw"])
+        struct.pack_into("<I", b, 408, f["mxcsr"])
+        return 0
+
+    def get_debugregs(self, arg):
+        b = self._user(arg, 128, "KVM_GET_DEBUGREGS")
+        d = self.core.get_debugregs()
+        b[:128] = bytes(128)
+        struct.pack_into("<4QQQ", b, 0, *d["db"], d["dr6"], d["dr7"])
+        return 0
+
+    def set_debugregs(self, arg):
+        b = self._user(arg, 128, "KVM_SET_DEBUGREGS")
+        db = struct.unpack_from("<4Q", b, 0)
+        dr6, dr7, flags = struct.unpack_from("<QQQ", b, 32)
+        if flags:
+            raise OSError(errno.EINVAL, "kvm_debugregs.flags must be 0")
+        if dr6 >> 32 or dr7 >> 32:
+            raise OSError(errno.EINVAL, "DR6/DR7 bits 63:32 must be 0")
+        self.core.set_debugregs(db=list(db), dr6=dr6, dr7=dr7)
+        return 0
+
+    def get_vcpu_events(self, arg):
+        b = self._user(arg, 64, "KVM_GET_VCPU_EVENTS")
+        st = self.st
+        b[:64] = bytes(64)
+        exc = int(st[L.PEND_EXC])
+        if exc >= 0:
+            b[0], b[1] = 1, exc                          # exception.injected, nr
+        irq = int(st[L.PEND_IRQ])
+        if irq >= 0:
+            b[8], b[9] = 1, irq                          # interrupt.injected, nr
+        b[11] = 1 if st[L.SHADOW] else 0                 # interrupt.shadow
+        b[13] = 1 if (st[L.PEND_NMI] or self.nmi_pending) else 0   # nmi.pending
+        b[14] = 1 if st[L.NMI_BLOCKED] else 0            # nmi.masked
+        struct.pack_into("<II", b, 16, self.apic.sipi_vector if self.apic else 0,
+                         0x1 | 0x4 | 0x8)                 # NMI_PENDING | SHADOW | SMM valid
+        return 0
+
+    def set_vcpu_events(self, arg):
+        b = self._user(arg, 64, "KVM_SET_VCPU_EVENTS")
+        flags = struct.unpack_from("<I", b, 20)[0]
+        if flags & ~(0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x20):
+            raise OSError(errno.EINVAL, f"unknown kvm_vcpu_events.flags {flags:#x}")
+        if flags & 0x10:
+            raise OSError(errno.EINVAL, "exception payloads need KVM_CAP_EXCEPTION_PAYLOAD, "
+                                        "which the sim does not enable")
+        st = self.st
+        if (b[0] or b[3]) and (b[1] > 31 or b[1] == 2):
+            raise OSError(errno.EINVAL, f"exception vector {b[1]} is not a valid exception")
+        st[L.PEND_EXC] = b[1] if (b[0] or b[3]) else -1
+        st[L.PEND_IRQ] = b[9] if b[8] else -1
+        if flags & 0x4:
+            st[L.SHADOW] = 1 if b[11] else 0
+        if flags & 0x1:
+            st[L.PEND_NMI] = 1 if b[13] else 0
+        st[L.NMI_BLOCKED] = 1 if b[14] else 0
+        if flags & 0x2 and self.apic is not None:
+            self.apic.sipi_vector = struct.unpack_from("<I", b, 16)[0]
+        return 0
+
+    # -- MSRs / CPUID ------------------------------------------------------------------------
+    # machine-check MSRs live in KVM itself (x86.c set_msr_mce/get_msr_mce)
+    MCG_CAP, MCG_STATUS, MCG_CTL = 0x179, 0x17A, 0x17B
+
+    def _get_msr(self, index, data):
+        if index in (self.MCG_CAP, self.MCG_STATUS, self.MCG_CTL):
+            return True, self.mce[index]
+        v = self.core.get_msr(index)
+        return (v is not None), (v if v is not None else data)
+
+    def _set_msr(self, index, data):
+        if index == self.MCG_STATUS or index == self.MCG_CTL:
+            self.mce[index] = data
+            return True, data
+        if index == self.MCG_CAP:
+            if data & ~0x1FF or (data & 0xFF) > 32:
+                return False, data
+            self.mce[index] = data
+            return True, data
+        if index == 0x277 and not _valid_pat(data):
+            return False, data
+        if index == 0x10 and data == 0 and not self.has_run:
+            return True, data       # KVM treats an early host write of 0 as a TSC sync
+        ok = self.core.set_msr(index, data)
+        if ok and index == 0x1B:
+            self.check_entry = True
+        return ok, data
+
+    def get_msrs(self, arg):
+        from . import msrs
+        return msrs.msr_io(self._user(arg, 8, "KVM_GET_MSRS"), self._get_msr, True)
+
+    def set_msrs(self, arg):
+        from . import msrs
+        return msrs.msr_io(self._user(arg, 8, "KVM_SET_MSRS"), self._set_msr, False)
 
     def set_cpuid2(self, arg):
         from . import cpuid
-        from .kvm_main import user_buf
-        b = user_buf(arg, 8, "KVM_SET_CPUID2")
+        b = self._user(arg, 8, "KVM_SET_CPUID2")
         nent = struct.unpack_from("<I", b, 0)[0]
         if nent > cpuid.KVM_MAX_CPUID_ENTRIES:
             raise OSError(errno.E2BIG, f"kvm_cpuid2.nent={nent}: at most "
@@ -255,14 +480,12 @@ class KvmVcpuArch:
             raise OSError(errno.EINVAL, "KVM_SET_CPUID2 after the first KVM_RUN may not change "
                                         "the CPUID table; set it before running the vCPU")
         self.cpuid_entries = entries
-        if self.core is not None:
-            self.core.set_cpuid(entries)
+        self.core.set_cpuid(entries)
         return 0
 
     def get_cpuid2(self, arg):
         from . import cpuid
-        from .kvm_main import user_buf
-        b = user_buf(arg, 8, "KVM_GET_CPUID2")
+        b = self._user(arg, 8, "KVM_GET_CPUID2")
         nent = struct.unpack_from("<I", b, 0)[0]
         if nent < len(self.cpuid_entries):
             raise OSError(errno.E2BIG, f"KVM_GET_CPUID2: nent={nent} is smaller than the "
@@ -271,6 +494,185 @@ class KvmVcpuArch:
         struct.pack_into("<I", b, 0, len(self.cpuid_entries))
         return 0
 
-    def kvm_arch_vcpu_ioctl_run(self):
-        raise OSError(errno.ENOSYS, "KVM_RUN needs the CPU core (kvmlab.cpu), which is not "
-                                    "built yet in this checkout")
+    # -- events ----------------------------------------------------------------------------
+    def interrupt(self, arg):
+        b = self._user(arg, 4, "KVM_INTERRUPT")
+        irq = struct.unpack_from("<I", b, 0)[0]
+        if irq >= 256:
+            raise OSError(errno.EINVAL, f"KVM_INTERRUPT vector {irq} is not below 256")
+        if self.kvm.arch.irqchip_in_kernel():
+            raise OSError(errno.ENXIO, "KVM_INTERRUPT is for VMs without an in-kernel irqchip; "
+                                       "with KVM_CREATE_IRQCHIP use KVM_IRQ_LINE or an irqfd")
+        self.core.queue_interrupt(irq)
+        self.vcpu.stat[S.IRQ_INJECTIONS] += 1
+        return 0
+
+    def nmi(self, arg):
+        self.core.queue_nmi()
+        self.vcpu.stat[S.NMI_INJECTIONS] += 1
+        return 0
+
+    def get_mp_state(self, arg):
+        b = self._user(arg, 4, "KVM_GET_MP_STATE")
+        if self.kvm.arch.irqchip_in_kernel():
+            with self.kvm.irq_lock:
+                self._accept_events()
+            state = self.mp_state
+        else:
+            state = U.KVM_MP_STATE_RUNNABLE
+        struct.pack_into("<I", b, 0, state)
+        return 0
+
+    def set_mp_state(self, arg):
+        b = self._user(arg, 4, "KVM_SET_MP_STATE")
+        state = struct.unpack_from("<I", b, 0)[0]
+        if state not in (0, 1, 2, 3, 4):
+            raise OSError(errno.EINVAL, f"mp_state {state} is not an x86 state (0..4)")
+        if self.apic is None and state != U.KVM_MP_STATE_RUNNABLE:
+            raise OSError(errno.EINVAL, "without an in-kernel irqchip the only mp_state is "
+                                        "RUNNABLE (0); the VMM tracks halt/INIT/SIPI itself")
+        if state == U.KVM_MP_STATE_SIPI_RECEIVED:
+            self.mp_state = U.KVM_MP_STATE_INIT_RECEIVED
+            self.apic.pending_events |= 2
+        else:
+            self.mp_state = state
+        return 0
+
+    def get_lapic(self, arg):
+        if self.apic is None:
+            raise OSError(errno.EINVAL, "KVM_GET_LAPIC needs an in-kernel irqchip "
+                                        "(KVM_CREATE_IRQCHIP before KVM_CREATE_VCPU)")
+        b = self._user(arg, 1024, "KVM_GET_LAPIC")
+        with self.kvm.irq_lock:
+            b[:1024] = self.apic.get_state()
+        return 0
+
+    def set_lapic(self, arg):
+        if self.apic is None:
+            raise OSError(errno.EINVAL, "KVM_SET_LAPIC needs an in-kernel irqchip "
+                                        "(KVM_CREATE_IRQCHIP before KVM_CREATE_VCPU)")
+        b = self._user(arg, 1024, "KVM_SET_LAPIC")
+        with self.kvm.irq_lock:
+            self.apic.set_state(bytes(b[:1024]))
+        return 0
+
+    def set_signal_mask(self, arg):
+        self.vcpu.sigset = arg
+        return 0
+
+    # -- debug / translate -----------------------------------------------------------------
+    def set_guest_debug(self, arg):
+        b = self._user(arg, 72, "KVM_SET_GUEST_DEBUG")
+        control = struct.unpack_from("<I", b, 0)[0]
+        dr = list(struct.unpack_from("<8Q", b, 8))
+        st = self.st
+        if control & (U.KVM_GUESTDBG_INJECT_DB | U.KVM_GUESTDBG_INJECT_BP):
+            if st[L.PEND_EXC] >= 0:
+                raise OSError(errno.EBUSY, "an exception is already pending; run the vCPU "
+                                           "before injecting #DB/#BP")
+        inject = control & (U.KVM_GUESTDBG_INJECT_DB | U.KVM_GUESTDBG_INJECT_BP)
+        eff = control if control & U.KVM_GUESTDBG_ENABLE else 0
+        self.guest_debug = eff
+        self.vcpu.guest_debug = eff
+        self.core.set_guest_debug(eff & ~(U.KVM_GUESTDBG_INJECT_DB | U.KVM_GUESTDBG_INJECT_BP),
+                                  dr)
+        if inject & U.KVM_GUESTDBG_INJECT_BP:
+            self.core.queue_exception(3)
+        elif inject & U.KVM_GUESTDBG_INJECT_DB:
+            self.core.queue_exception(1)
+        return 0
+
+    def translate(self, arg):
+        b = self._user(arg, 24, "KVM_TRANSLATE")
+        la = struct.unpack_from("<Q", b, 0)[0]
+        ok, phys = self.core.translate(la)
+        struct.pack_into("<QBBB", b, 8, phys if ok else 0xFFFFFFFFFFFFFFFF, int(ok), 1, 0)
+        return 0
+
+    # -- reset -----------------------------------------------------------------------------
+    def kvm_vcpu_reset(self, init_event):
+        """``kvm_vcpu_reset``: power-on or INIT state (the CPUID table and the APIC base
+        survive an INIT)."""
+        st = self.st
+        apic_base = int(st[L.M_APIC_BASE])
+        dbg = self.guest_debug
+        self.core.reset()
+        self._fix_reset_state()
+        if init_event:
+            st[L.M_APIC_BASE] = apic_base
+        if dbg:
+            self.core.set_guest_debug(dbg, [int(st[L.GDBG_DR + i]) for i in range(8)])
+        self.pending = 0
+        self.check_entry = True
+
+    def _blocked_until_runnable(self):
+        from .x86_run import _block, _runnable
+        return _block(self, lambda: _runnable(self))
+
+    def _accept_events(self):
+        from .x86_run import _accept_events
+        return _accept_events(self)
+
+
+def _valid_pat(v):
+    for i in range(8):
+        t = (v >> (8 * i)) & 0xFF
+        if t not in (0, 1, 4, 5, 6, 7):
+            return False
+    return True
+
+
+CR0_VALID = 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x20 | (1 << 16) | (1 << 18) | (1 << 29) | \
+    (1 << 30) | (1 << 31)
+CR4_VALID = 0x7FF                  # VME..OSXMMEXCPT: what the teaching CPU implements
+
+
+def valid_sregs(s) -> str | None:
+    """``kvm_is_valid_sregs`` + ``kvm_is_valid_cr0/cr4`` + the APIC base check; None if OK."""
+    efer, cr0, cr4 = s.efer, s.cr0, s.cr4
+    LME, LMA = 1 << 8, 1 << 10
+    if (efer & LME) and (cr0 & (1 << 31)):
+        if not (cr4 & (1 << 5)):
+            return "long mode (EFER.LME and CR0.PG) needs CR4.PAE"
+        if not (efer & LMA):
+            return "EFER.LME with CR0.PG needs EFER.LMA set as well"
+        if s.cr3 >> 52:
+            return f"CR3 {s.cr3:#x} has bits above MAXPHYADDR"
+    else:
+        if efer & LMA:
+            return "EFER.LMA is set without EFER.LME and CR0.PG"
+        if s.cs.l:
+            return "CS.L=1 outside long mode"
+    if cr4 & ~CR4_VALID:
+        return f"CR4 {cr4:#x} sets bits the CPU does not support (valid mask {CR4_VALID:#x})"
+    if cr0 & ~CR0_VALID:
+        return f"CR0 {cr0:#x} sets reserved bits"
+    if (cr0 & (1 << 29)) and not (cr0 & (1 << 30)):
+        return "CR0.NW=1 needs CR0.CD=1"
+    if (cr0 & (1 << 31)) and not (cr0 & 1):
+        return "CR0.PG=1 needs CR0.PE=1"
+    ab = s.apic_base
+    if ab & 0x2FF or ab & 0x400 or ab >> 52:
+        return f"apic_base {ab:#x} sets reserved bits (x2APIC is not available)"
+    return None
+
+
+_EVENT = {L.EXIT_IO: "io", L.EXIT_MMIO: "mmio", L.EXIT_HLT: "hlt", L.EXIT_SHUTDOWN: "shutdown",
+          L.EXIT_IRQ_WINDOW: "irq_window", L.EXIT_INTERNAL_ERROR: "emulation",
+          L.EXIT_BUDGET: "intr"}
+
+
+from .x86_run import kvm_arch_vcpu_ioctl_run as _kvm_arch_vcpu_ioctl_run  # noqa: E402
+
+KvmVcpuArch.kvm_arch_vcpu_ioctl_run = _kvm_arch_vcpu_ioctl_run
+
+
+def _set_fpu(self, arg):
+    """KVM_SET_FPU: the teaching CPU does not model x87/SSE registers, so there is nothing
+    to load; refuse rather than pretend."""
+    raise OSError(errno.EINVAL, "KVM_SET_FPU: the simulated CPU has no x87/SSE register "
+                                "state (KVM_GET_FPU reports the reset values); use the hw "
+                                "backend for FPU state")
+
+
+KvmVcpuArch.set_fpu = _set_fpu

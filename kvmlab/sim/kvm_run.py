@@ -1,0 +1,160 @@
+"""arch/x86/kvm/x86.c (post_kvm_run_save, emulator_pio_in_out, vcpu_mmio_write/read,
+complete_emulated_pio/mmio): writing the exit into the shared ``struct kvm_run`` page and
+taking the VMM's answer back.
+
+The hot part is compiled (numba, ``nogil``): one call copies the exit the CPU core left
+in its state array into the kvm_run page with the kernel's byte layout (exit_reason,
+the ``io``/``mmio`` union member, the PIO data page, ready_for_interrupt_injection,
+if_flag, cr8, apic_base).  The core's layout offsets are passed in an array, not baked in,
+so this module's numba cache stays valid when the core changes.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ..cpu import layout as L
+from . import stats as S
+
+# indices into the LAY array
+(I_EXIT_REASON, I_IO_DIR, I_IO_SIZE, I_IO_PORT, I_IO_COUNT, I_MMIO_GPA, I_MMIO_LEN,
+ I_MMIO_WRITE, I_EXIT_DATA, I_RFLAGS, I_SHADOW, I_PEND_IRQ, I_PEND_EXC, I_CR8, I_APIC_BASE,
+ I_COMP_KIND, I_COMP_N, I_COMP_GPA, I_COMP_DATA, I_DBG_EXC, I_DBG_PC, I_DBG_DR6, I_DBG_DR7,
+ I_S_EXITS, I_S_IO, I_S_MMIO, I_S_HALT, I_S_EMUL, I_N) = range(29)
+
+LAY = np.zeros(I_N, np.int64)
+for _i, _v in ((I_EXIT_REASON, L.EXIT_REASON), (I_IO_DIR, L.IO_DIR), (I_IO_SIZE, L.IO_SIZE),
+               (I_IO_PORT, L.IO_PORT), (I_IO_COUNT, L.IO_COUNT), (I_MMIO_GPA, L.MMIO_GPA),
+               (I_MMIO_LEN, L.MMIO_LEN), (I_MMIO_WRITE, L.MMIO_WRITE),
+               (I_EXIT_DATA, L.EXIT_DATA), (I_RFLAGS, L.RFLAGS), (I_SHADOW, L.SHADOW),
+               (I_PEND_IRQ, L.PEND_IRQ), (I_PEND_EXC, L.PEND_EXC), (I_CR8, L.CR8),
+               (I_APIC_BASE, L.M_APIC_BASE), (I_COMP_KIND, L.COMP_KIND),
+               (I_COMP_N, L.COMP_N), (I_COMP_GPA, L.COMP_GPA), (I_COMP_DATA, L.COMP_DATA),
+               (I_DBG_EXC, L.DBG_EXC), (I_DBG_PC, L.DBG_PC), (I_DBG_DR6, L.DBG_DR6),
+               (I_DBG_DR7, L.DBG_DR7), (I_S_EXITS, S.EXITS), (I_S_IO, S.IO_EXITS),
+               (I_S_MMIO, S.MMIO_EXITS), (I_S_HALT, S.HALT_EXITS),
+               (I_S_EMUL, S.INSN_EMULATION)):
+    LAY[_i] = _v
+
+KVM_EXIT_IO, KVM_EXIT_DEBUG, KVM_EXIT_HLT, KVM_EXIT_MMIO = 2, 4, 5, 6
+# fast_exit's answer: FAST_USER + pending (0 none, 1 IN, 2 MMIO read) = kvm_run is filled,
+# return to userspace; FAST_SLOW = the kernel must look at this exit in Python
+FAST_USER, FAST_SLOW = 10, -1
+# devmask bits
+DEV_PIO, DEV_MMIO, DEV_APIC = 1, 2, 4     # DEV_MMIO also: a memslot without host memory
+
+
+@numba.njit(cache=True, nogil=True)
+def _put(page, off, v, n):
+    for i in range(n):
+        page[off + i] = (v >> (8 * i)) & 0xFF
+
+
+@numba.njit(cache=True, nogil=True)
+def fill_exit(st, page, lay, reason, pic_in_kernel):
+    """``post_kvm_run_save`` + the exit's union member.  Returns 1 if the exit leaves an
+    IN or MMIO read pending (completed on the next KVM_RUN), else 0."""
+    rf = st[lay[I_RFLAGS]]
+    iflag = 1 if rf & 0x200 else 0
+    ready = 1 if (iflag and st[lay[I_SHADOW]] == 0 and st[lay[I_PEND_IRQ]] < 0 and
+                  st[lay[I_PEND_EXC]] < 0) else 0
+    _put(page, 8, reason, 4)
+    page[12] = 1 if pic_in_kernel else ready
+    page[13] = iflag
+    page[14] = 0
+    page[15] = 0
+    _put(page, 16, st[lay[I_CR8]], 8)
+    _put(page, 24, st[lay[I_APIC_BASE]], 8)
+    pending = 0
+    if reason == KVM_EXIT_IO:
+        d = st[lay[I_IO_DIR]]
+        size = st[lay[I_IO_SIZE]]
+        count = st[lay[I_IO_COUNT]]
+        page[32] = d
+        page[33] = size
+        _put(page, 34, st[lay[I_IO_PORT]], 2)
+        _put(page, 36, count, 4)
+        _put(page, 40, 4096, 8)
+        n = size * count
+        if d == 1:
+            base = lay[I_EXIT_DATA]
+            for i in range(n):
+                page[4096 + i] = st[base + i]
+        else:
+            pending = 1
+    elif reason == KVM_EXIT_MMIO:
+        n = st[lay[I_MMIO_LEN]]
+        _put(page, 32, st[lay[I_MMIO_GPA]], 8)
+        _put(page, 48, n, 4)
+        w = st[lay[I_MMIO_WRITE]]
+        page[52] = 1 if w else 0
+        if w:
+            base = lay[I_EXIT_DATA]
+            for i in range(n):
+                page[40 + i] = st[base + i]
+        else:
+            pending = 2
+    elif reason == KVM_EXIT_DEBUG:
+        _put(page, 32, st[lay[I_DBG_EXC]], 4)
+        _put(page, 36, 0, 4)
+        _put(page, 40, st[lay[I_DBG_PC]], 8)
+        _put(page, 48, st[lay[I_DBG_DR6]], 8)
+        _put(page, 56, st[lay[I_DBG_DR7]], 8)
+    return pending
+
+
+@numba.njit(cache=True, nogil=True)
+def complete_from_page(st, page, lay, kind):
+    """``complete_emulated_pio``/``complete_emulated_mmio``: hand the VMM's data (the PIO
+    data page for IN, ``mmio.data`` for an MMIO read) to the core, which finishes the
+    instruction on entry."""
+    if kind == 1:
+        n = st[lay[I_IO_SIZE]] * st[lay[I_IO_COUNT]]
+        src = 4096
+        key = st[lay[I_IO_PORT]]
+    else:
+        n = st[lay[I_MMIO_LEN]]
+        src = 40
+        key = st[lay[I_MMIO_GPA]]
+    base = lay[I_COMP_DATA]
+    for i in range(n):
+        st[base + i] = page[src + i]
+    st[lay[I_COMP_N]] = n
+    st[lay[I_COMP_GPA]] = key
+    st[lay[I_COMP_KIND]] = kind
+
+
+def complete_with(st, kind, data: bytes):
+    """The same, with data produced inside the kernel (an in-kernel device's read)."""
+    n = len(data)
+    st[L.COMP_DATA:L.COMP_DATA + n] = np.frombuffer(bytes(data), np.uint8)
+    st[L.COMP_N] = n
+    st[L.COMP_GPA] = st[L.IO_PORT] if kind == 1 else st[L.MMIO_GPA]
+    st[L.COMP_KIND] = kind
+
+
+@numba.njit(cache=True, nogil=True)
+def fast_exit(st, page, lay, stat, code, devmask):
+    """The common exits without anything in the kernel to consult (no device on the bus
+    the access goes to, no in-kernel irqchip): count them and fill kvm_run in one call."""
+    if code == KVM_EXIT_IO:
+        stat[lay[I_S_EXITS]] += 1
+        stat[lay[I_S_IO]] += 1
+        stat[lay[I_S_EMUL]] += 1
+        if devmask & DEV_PIO:
+            return FAST_SLOW
+        return FAST_USER + fill_exit(st, page, lay, code, False)
+    if code == KVM_EXIT_MMIO:
+        stat[lay[I_S_EXITS]] += 1
+        stat[lay[I_S_EMUL]] += 1
+        if devmask & (DEV_MMIO | DEV_APIC):
+            return FAST_SLOW
+        stat[lay[I_S_MMIO]] += 1
+        return FAST_USER + fill_exit(st, page, lay, code, False)
+    if code == KVM_EXIT_HLT and not (devmask & DEV_APIC):
+        stat[lay[I_S_EXITS]] += 1
+        stat[lay[I_S_HALT]] += 1
+        fill_exit(st, page, lay, code, False)
+        return FAST_USER
+    stat[lay[I_S_EXITS]] += 1
+    return FAST_SLOW

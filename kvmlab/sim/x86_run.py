@@ -1,0 +1,545 @@
+"""arch/x86/kvm/x86.c: ``kvm_arch_vcpu_ioctl_run`` -> ``vcpu_run`` -> ``vcpu_enter_guest``.
+
+One KVM_RUN:
+
+1. validate ``kvm_valid_regs``/``kvm_dirty_regs`` and load dirty sync regs;
+2. finish the instruction the VMM was asked to complete (IN / MMIO read data), even with
+   ``immediate_exit`` set; then honour ``immediate_exit`` (EINTR, the guest does not run);
+3. loop: accept INIT/SIPI, inject pending events, run the VM-entry checks of the vendor
+   flavour, enter the core for a bounded number of instructions, and handle the exit:
+   in the kernel if possible (ioeventfd, coalesced MMIO/PIO, in-kernel PIC/IOAPIC/LAPIC,
+   HLT with an in-kernel LAPIC, the kernel's own interrupt windows), else fill kvm_run
+   and return to userspace.  Between budget chunks KVM looks at signals: Ctrl-C and
+   ``kick`` end KVM_RUN with EINTR / KVM_EXIT_INTR.
+
+These functions are methods of :class:`kvmlab.sim.x86.KvmVcpuArch`.
+"""
+from __future__ import annotations
+
+import errno
+import struct
+import time
+
+from .. import uapi as U
+from ..cpu import layout as L
+from ..cpu.run import run as core_run
+from . import stats as S
+from .iobus import KVM_MMIO_BUS, KVM_PIO_BUS, kvm_io_bus_read, kvm_io_bus_write
+from .kvm_run import DEV_APIC, DEV_MMIO, DEV_PIO, FAST_USER, complete_from_page, complete_with, fast_exit, fill_exit
+
+EXIT_IO, EXIT_MMIO, EXIT_HLT, EXIT_BUDGET = L.EXIT_IO, L.EXIT_MMIO, L.EXIT_HLT, L.EXIT_BUDGET
+EXIT_IRQ_WINDOW, EXIT_DEBUG = L.EXIT_IRQ_WINDOW, L.EXIT_DEBUG
+EXITS, IO_EXITS, MMIO_EXITS, HALT_EXITS = S.EXITS, S.IO_EXITS, S.MMIO_EXITS, S.HALT_EXITS
+_EINTR = errno.EINTR
+
+
+def _eintr(msg="KVM_RUN was interrupted (immediate_exit, a kick or a signal)"):
+    return OSError(_EINTR, msg)
+
+
+def kvm_arch_vcpu_ioctl_run(self):
+    with self.vcpu.mutex:
+        return _run(self)
+
+
+def _run(self):
+    v = self.vcpu
+    mv = self.mv
+    st = self.st
+    kvm = self.kvm
+    # -- sync regs in ---------------------------------------------------------------------
+    mv64 = self.mv64
+    valid = mv64[36]
+    if valid or mv64[37]:
+        dirty = mv64[37]
+        if (valid | dirty) & ~U.KVM_SYNC_X86_VALID_FIELDS:
+            raise OSError(errno.EINVAL, "kvm_run.kvm_valid_regs/kvm_dirty_regs has unknown "
+                                        "bits; valid are REGS=1, SREGS=2, EVENTS=4")
+        if dirty:
+            _sync_regs_in(self, dirty)
+            mv64[37] = 0
+    self.has_run = True
+    self.kicked = False
+    # -- complete what the VMM answered ----------------------------------------------------
+    if self.pending:
+        complete_from_page(st, self.page, self.lay, self.pending)
+        self.pending = 0
+        if mv[1]:
+            code = core_run(st, self.pm_arr, 1)
+            if code != EXIT_BUDGET:
+                v.stat[EXITS] += 1
+                if _handle_exit(self, code) is not None:
+                    return _out(self, valid)
+    if mv[1]:
+        raise _eintr("KVM_RUN returned at once because kvm_run.immediate_exit is set "
+                     "(clear it to run the guest)")
+    arch = kvm.arch
+    if arch.no_backed_memory:
+        bad = next(iter(kvm.memslots.id_hash.values()))
+        raise OSError(errno.EFAULT, f"memslot {bad.id}'s userspace_addr "
+                      f"{bad.userspace_addr:#x} is not memory kvmlab knows; back slots with "
+                      "kvmlab.GuestMemory (or register the buffer in kvmlab.hostmem)")
+    apic = self.apic
+    if apic is not None and self.mp_state == U.KVM_MP_STATE_UNINITIALIZED:
+        return _wait_for_sipi(self, valid)
+    if self.check_entry:
+        why = self.ops.check_entry(entry_state(self))
+        if why is not None:
+            return _fail_entry(self, why, valid)
+        self.check_entry = False
+    if apic is None:
+        # userspace asks for an interrupt window (only without an in-kernel LAPIC)
+        st[L.REQ_IRQ_WIN] = mv[0]
+        budget = self.BUDGET
+    else:
+        budget = self.BUDGET_IRQCHIP
+    pm = self.pm_arr
+    page = self.page
+    lay = self.lay
+    stat = v.stat
+    tr = kvm.trace
+    try:
+        while True:
+            if apic is not None:
+                _irqchip_entry(self)
+            if tr.on:
+                tr.emit(v, "kvm_entry", rip=int(st[L.RIP]))
+            code = core_run(st, pm, budget)
+            r = fast_exit(st, page, lay, stat, code, arch.devmask)
+            if r >= FAST_USER:
+                self.pending = r - FAST_USER
+                self.last_code = code
+                if tr.on:
+                    _trace_exit(self, code)
+                return _out(self, valid) if valid else 0
+            if code == EXIT_BUDGET:
+                stat[S.IRQ_EXITS] += 1
+                if self.kicked:
+                    return _intr(self, valid)
+                if kvm.irqfds.items:
+                    kvm.irqfds.drain()
+                continue
+            if _handle_exit(self, code) is not None:
+                return _out(self, valid)
+    except KeyboardInterrupt:
+        _intr_fill(self)
+        _out(self, valid)
+        raise
+
+
+def _out(self, valid):
+    """End of KVM_RUN: store sync regs if asked."""
+    if valid:
+        _sync_regs_out(self, valid)
+    return 0
+
+
+def _trace_exit(self, code):
+    st = self.st
+    self.kvm.trace.emit(self.vcpu, "kvm_exit", reason=self.ops.code_name(self.last_hw_exit),
+                        hw_exit_code=self.last_hw_exit, rip=int(st[L.RIP]))
+    if code == EXIT_IO:
+        self.kvm.trace.emit(self.vcpu, "kvm_pio", rw="write" if st[L.IO_DIR] else "read",
+                            port=int(st[L.IO_PORT]), size=int(st[L.IO_SIZE]),
+                            count=int(st[L.IO_COUNT]))
+    elif code == EXIT_MMIO:
+        self.kvm.trace.emit(self.vcpu, "kvm_mmio", rw="write" if st[L.MMIO_WRITE] else "read",
+                            len=int(st[L.MMIO_LEN]), gpa=int(st[L.MMIO_GPA]) & (2 ** 64 - 1))
+
+
+def _intr_fill(self):
+    struct.pack_into("<I", self.page, 8, U.KVM_EXIT_INTR)
+    self.vcpu.stat[S.SIGNAL_EXITS] += 1
+    self.last_code = EXIT_BUDGET
+
+
+def _intr(self, valid):
+    _intr_fill(self)
+    _out(self, valid)
+    raise _eintr("KVM_RUN was interrupted by a kick/signal (KVM_EXIT_INTR)")
+
+
+def _fail_entry(self, why, valid):
+    page = self.page
+    page[32:32 + 256] = 0
+    struct.pack_into("<IQI", page, 8, U.KVM_EXIT_FAIL_ENTRY, 0, 0)
+    struct.pack_into("<QI", page, 32, self.ops.entry_failure_reason, 0)
+    # kvmlab extension: the broken rule, NUL-terminated, after fail_entry.cpu
+    msg = why.encode()[:200]
+    page[48:48 + len(msg)] = list(msg)
+    self.failed_entry_rule = why
+    self.last_code = None
+    self.vcpu.stat[EXITS] += 1
+    tr = self.kvm.trace
+    if tr.on:
+        tr.emit(self.vcpu, "kvm_fail_entry", hw_exit_code=self.ops.entry_failure_reason,
+                rule=why)
+    return _out(self, valid)
+
+
+def _handle_exit(self, code):
+    """Exits other than IO/MMIO/BUDGET.  Returns None to re-enter the guest, else 0
+    (kvm_run filled: return to userspace)."""
+    st = self.st
+    page = self.page
+    v = self.vcpu
+    stat = v.stat
+    apic = self.apic
+    tr = self.kvm.trace
+    if code == EXIT_IO or code == EXIT_MMIO:
+        # from a 1-instruction completion run
+        if code == EXIT_IO:
+            if self.kvm.arch.devmask & DEV_PIO and _pio_in_kernel(self):
+                return None
+        else:
+            if self.kvm.arch.devmask & (DEV_MMIO | DEV_APIC) and _mmio_in_kernel(self):
+                return None
+            stat[MMIO_EXITS] += 1
+        self.pending = fill_exit(st, page, self.lay, code, apic is not None)
+        self.last_code = code
+        if tr.on:
+            _trace_exit(self, code)
+        return 0
+    self.last_code = code
+    if code == EXIT_HLT:
+        stat[HALT_EXITS] += 1
+        if apic is not None:
+            r = _halt_in_kernel(self)
+            return r
+        fill_exit(st, page, self.lay, U.KVM_EXIT_HLT, False)
+        if tr.on:
+            _trace_exit(self, code)
+        return 0
+    if code == EXIT_IRQ_WINDOW:
+        stat[S.IRQ_WINDOW_EXITS] += 1
+        if apic is not None:
+            st[L.REQ_IRQ_WIN] = 0
+            return None                       # KVM's own window: inject on re-entry
+        st[L.REQ_IRQ_WIN] = 0
+        stat[S.REQUEST_IRQ_EXITS] += 1
+        fill_exit(st, page, self.lay, U.KVM_EXIT_IRQ_WINDOW_OPEN, False)
+        if tr.on:
+            _trace_exit(self, code)
+        return 0
+    if code == EXIT_DEBUG:
+        fill_exit(st, page, self.lay, U.KVM_EXIT_DEBUG, apic is not None)
+        # debug.arch.dr7 is the DR7 in effect (the debugger's with USE_HW_BP); bit 10 of
+        # DR7 always reads as 1
+        dr7 = struct.unpack_from("<Q", page, 56)[0]
+        struct.pack_into("<Q", page, 56, dr7 | 0x400)
+        if tr.on:
+            _trace_exit(self, code)
+        return 0
+    if code == L.EXIT_SHUTDOWN:
+        if tr.on:
+            _trace_exit(self, code)
+        if self.ops.reset_on_shutdown:
+            # svm.c shutdown_interception: the VMCB is undefined after a shutdown
+            # intercept, so KVM INIT-resets the vCPU before telling userspace
+            self.kvm_vcpu_reset(True)
+        fill_exit(st, page, self.lay, U.KVM_EXIT_SHUTDOWN, apic is not None)
+        return 0
+    if code == L.EXIT_INTERNAL_ERROR:
+        if _hypercall(self):
+            return None
+        _internal_error(self)
+        if tr.on:
+            _trace_exit(self, code)
+        return 0
+    raise OSError(errno.EIO, f"the CPU core returned an unknown exit code {code}; this is a "
+                             "kvmlab bug, please report it")
+
+
+KVM_ENOSYS, KVM_EPERM = 1000, 1
+VMCALL, VMMCALL = b"\x0f\x01\xc1", b"\x0f\x01\xd9"
+
+
+def _hypercall(self):
+    """VMCALL / VMMCALL: the hypercall intercept (``kvm_emulate_hypercall``).  KVM accepts
+    either opcode on either vendor (it patches the other one).  No hypercall is implemented
+    by the sim, so every call returns -KVM_ENOSYS in rax (-KVM_EPERM from CPL > 0)."""
+    st = self.st
+    if int(st[L.INT_SUBERR]) != U.KVM_INTERNAL_ERROR_EMULATION:
+        return False
+    n = int(st[L.INT_LEN])
+    insn = bytes(int(x) & 0xFF for x in st[L.INT_BYTES:L.INT_BYTES + n])
+    if insn[:3] not in (VMCALL, VMMCALL):
+        return False
+    regs = self.core.get_regs()
+    nr = regs.rax
+    ret = -KVM_EPERM if st[L.CPL] > 0 else -KVM_ENOSYS
+    regs.rax = ret & 0xFFFFFFFFFFFFFFFF
+    regs.rip = (regs.rip + 3) & 0xFFFFFFFFFFFFFFFF
+    self.core.set_regs(regs)
+    self.vcpu.stat[S.HYPERCALLS] += 1
+    self.last_code = -1
+    tr = self.kvm.trace
+    if tr.on:
+        tr.emit(self.vcpu, "kvm_hypercall", nr=nr, ret=ret)
+    return True
+
+
+def _internal_error(self):
+    st = self.st
+    page = self.page
+    fill_exit(st, page, self.lay, U.KVM_EXIT_INTERNAL_ERROR, self.apic is not None)
+    page[32:32 + 256] = 0
+    sub = int(st[L.INT_SUBERR])
+    if sub == U.KVM_INTERNAL_ERROR_EMULATION:
+        self.vcpu.stat[S.INSN_EMULATION_FAIL] += 1
+        n = int(st[L.INT_LEN])
+        insn = bytes(int(x) & 0xFF for x in st[L.INT_BYTES:L.INT_BYTES + n])
+        # prepare_emulation_failure_exit: flags, insn_size + 15 bytes, then the vendor's
+        # exit info (reason, info1, info2, intr_info, error_code) and the last vCPU cpu
+        struct.pack_into("<IIQB", page, 32, sub, 9, 1, n)
+        page[49:49 + n] = list(insn)
+        hw = self.ops.exit_code["emulation"]
+        struct.pack_into("<6Q", page, 40 + 3 * 8, hw, 0, 0, 0, 0, 0)
+    else:
+        struct.pack_into("<II", page, 32, sub, 0)
+
+
+# -- in-kernel devices ------------------------------------------------------------------------
+def _pio_in_kernel(self):
+    """``kernel_pio``: offer the access to the PIO bus (ioeventfd, PIC, coalesced PIO)."""
+    st = self.st
+    port, size, count = int(st[L.IO_PORT]), int(st[L.IO_SIZE]), int(st[L.IO_COUNT])
+    bus = self.kvm.buses[KVM_PIO_BUS]
+    if st[L.IO_DIR]:
+        if count != 1:
+            return False
+        data = bytes(int(x) & 0xFF for x in st[L.EXIT_DATA:L.EXIT_DATA + size])
+        return kvm_io_bus_write(self.vcpu, bus, port, size, data)
+    out = bytearray()
+    for _ in range(count):
+        d = kvm_io_bus_read(self.vcpu, bus, port, size)
+        if d is None:
+            return False
+        out += d
+    complete_with(st, 1, bytes(out))
+    return True
+
+
+def _mmio_in_kernel(self):
+    """``vcpu_mmio_write``/``vcpu_mmio_read``: the LAPIC first, then the MMIO bus."""
+    st = self.st
+    gpa, n = int(st[L.MMIO_GPA]) & (2 ** 64 - 1), int(st[L.MMIO_LEN])
+    for s in self.kvm.arch.unbacked:
+        if s.guest_phys_addr <= gpa < s.guest_phys_addr + s.memory_size:
+            # hva_to_pfn failed: KVM_RUN fails with EFAULT (no KVM_EXIT_MEMORY_FAULT here)
+            raise OSError(errno.EFAULT, f"the guest touched gpa {gpa:#x} in memslot {s.id}, "
+                          f"whose userspace_addr {s.userspace_addr:#x} is not memory kvmlab "
+                          "knows; back the slot with kvmlab.GuestMemory")
+    apic = self.apic
+    bus = self.kvm.buses[KVM_MMIO_BUS]
+    if st[L.MMIO_WRITE]:
+        data = bytes(int(x) & 0xFF for x in st[L.EXIT_DATA:L.EXIT_DATA + n])
+        if apic is not None and apic.write(self.vcpu, gpa, n, data):
+            return True
+        return kvm_io_bus_write(self.vcpu, bus, gpa, n, data)
+    d = apic.read(self.vcpu, gpa, n) if apic is not None else None
+    if d is None:
+        d = kvm_io_bus_read(self.vcpu, bus, gpa, n)
+    if d is None:
+        return False
+    complete_with(st, 2, d)
+    return True
+
+
+# -- interrupts with an in-kernel irqchip ----------------------------------------------------------
+def _pending_vector(self):
+    """``kvm_cpu_has_interrupt``: ('pic', None) for an ExtINT from the PIC, ('apic', vec)."""
+    apic = self.apic
+    pic = self.kvm.arch.vpic
+    if pic is not None and pic.output and apic.accept_pic_intr():
+        return "pic", None
+    vec = apic.has_interrupt()
+    if vec >= 0:
+        return "apic", vec
+    return None, None
+
+
+def _accept_events(self):
+    """``kvm_apic_accept_events``: INIT resets the vCPU (APs wait for SIPI), SIPI starts it
+    at vector << 12."""
+    apic = self.apic
+    if apic is None or not apic.pending_events:
+        return
+    ev = apic.pending_events
+    apic.pending_events = 0
+    if ev & 1:                                           # INIT
+        self.kvm_vcpu_reset(True)
+        apic.reset(init_event=True)
+        if self.vcpu.vcpu_id == self.kvm.arch.bsp_vcpu_id:
+            self.mp_state = U.KVM_MP_STATE_RUNNABLE
+        else:
+            self.mp_state = U.KVM_MP_STATE_INIT_RECEIVED
+    if ev & 2 and self.mp_state == U.KVM_MP_STATE_INIT_RECEIVED:   # SIPI
+        vec = apic.sipi_vector
+        sregs = self.core.get_sregs()
+        sregs.cs.selector = vec << 8
+        sregs.cs.base = vec << 12
+        self.core.set_sregs(sregs)
+        regs = self.core.get_regs()
+        regs.rip = 0
+        self.core.set_regs(regs)
+        self.mp_state = U.KVM_MP_STATE_RUNNABLE
+        tr = self.kvm.trace
+        if tr.on:
+            tr.emit(self.vcpu, "kvm_sipi", vector=vec)
+
+
+def _irqchip_entry(self):
+    """Per entry with an in-kernel irqchip: timers, INIT/SIPI, NMI and interrupt injection
+    (``inject_pending_event``); returns 0 if KVM_RUN must return (INTR)."""
+    st = self.st
+    apic = self.apic
+    kvm = self.kvm
+    if self.kicked:
+        _intr_fill(self)
+        raise _eintr("KVM_RUN was interrupted by a kick/signal (KVM_EXIT_INTR)")
+    if kvm.irqfds.items:
+        kvm.irqfds.drain()
+    with kvm.irq_lock:
+        if apic.timer_deadline:
+            apic.check_timer(time.monotonic_ns())
+        if apic.pending_events:
+            _accept_events(self)
+            if self.mp_state != U.KVM_MP_STATE_RUNNABLE:
+                return _wait_for_sipi(self, 0) if False else None
+        if self.nmi_pending and not st[L.NMI_BLOCKED]:
+            self.nmi_pending = False
+            self.core.queue_nmi()
+            self.vcpu.stat[S.NMI_INJECTIONS] += 1
+        if st[L.PEND_IRQ] >= 0:
+            return None
+        src, vec = _pending_vector(self)
+        if src is None:
+            st[L.REQ_IRQ_WIN] = 0
+            return None
+        if self.core.interruptible:
+            if src == "pic":
+                vec = kvm.arch.vpic.read_irq()
+            else:
+                apic.ack_interrupt(vec)
+            self.core.queue_interrupt(vec)
+            st[L.HALTED] = 0
+            self.vcpu.stat[S.IRQ_INJECTIONS] += 1
+            st[L.REQ_IRQ_WIN] = 0
+            tr = kvm.trace
+            if tr.on:
+                tr.emit(self.vcpu, "kvm_inj_virq", vector=vec, source=src)
+        else:
+            st[L.REQ_IRQ_WIN] = 1                     # enable_irq_window
+    return None
+
+
+def _runnable(self):
+    """``kvm_arch_vcpu_runnable`` for a halted vCPU."""
+    apic = self.apic
+    if apic.pending_events or self.nmi_pending or self.st[L.PEND_NMI]:
+        return True
+    if not (self.st[L.RFLAGS] & L.F_IF):
+        return False
+    src, _ = _pending_vector(self)
+    return src is not None
+
+
+def _block(self, until):
+    """``kvm_vcpu_block``: sleep until ``until()`` or a kick; wakes for LAPIC timers."""
+    v = self.vcpu
+    apic = self.apic
+    kvm = self.kvm
+    v.stat[S.BLOCKING] = 1
+    t0 = time.monotonic_ns()
+    try:
+        while True:
+            if self.kicked:
+                return False
+            if kvm.irqfds.items:
+                kvm.irqfds.drain()
+            with kvm.irq_lock:
+                now = time.monotonic_ns()
+                if apic.timer_deadline:
+                    apic.check_timer(now)
+                if until():
+                    return True
+                timeout = 0.05
+                if apic.timer_deadline:
+                    timeout = min(timeout, max(0.0, (apic.timer_deadline - now) / 1e9))
+            self.wake.wait(timeout)
+            self.wake.clear()
+    finally:
+        v.stat[S.BLOCKING] = 0
+        dt = time.monotonic_ns() - t0
+        v.stat[S.HALT_WAIT_NS] += dt
+        S.log_hist_update(v.stat, S.HALT_WAIT_HIST, dt)
+        v.stat[S.HALT_WAKEUP] += 1
+
+
+def _halt_in_kernel(self):
+    """HLT with an in-kernel LAPIC: no exit; the vCPU sleeps (mp_state HALTED) until an
+    interrupt it can take arrives (or a signal: EINTR / KVM_EXIT_INTR)."""
+    self.mp_state = U.KVM_MP_STATE_HALTED
+    if not self._blocked_until_runnable():
+        _intr_fill(self)
+        raise _eintr("KVM_RUN was interrupted while the vCPU was halted (KVM_EXIT_INTR)")
+    self.mp_state = U.KVM_MP_STATE_RUNNABLE
+    self.st[L.HALTED] = 0
+    return None
+
+
+def _wait_for_sipi(self, valid):
+    """KVM_RUN on an AP in UNINITIALIZED: block until INIT/SIPI, then EAGAIN (upstream)."""
+    ok = _block(self, lambda: bool(self.apic.pending_events))
+    if not ok:
+        _intr_fill(self)
+        raise _eintr("KVM_RUN was interrupted while the AP waited for INIT/SIPI")
+    with self.kvm.irq_lock:
+        _accept_events(self)
+    raise OSError(errno.EAGAIN, "the AP received INIT/SIPI while waiting in KVM_RUN; call "
+                                "KVM_RUN again to run it")
+
+
+def hardware_exit(self):
+    return self.last_hw_exit
+
+
+# -- sync regs ----------------------------------------------------------------------------------
+def _sync_regs_out(self, valid):
+    page = self.page
+    if valid & U.KVM_SYNC_X86_REGS:
+        page[304:304 + 144] = list(bytes(self.core.get_regs()))
+    if valid & U.KVM_SYNC_X86_SREGS:
+        page[448:448 + 312] = list(bytes(self.core.get_sregs()))
+    if valid & U.KVM_SYNC_X86_EVENTS:
+        ev = bytearray(64)
+        self.get_vcpu_events(ev)
+        page[760:760 + 64] = list(ev)
+
+
+def _sync_regs_in(self, dirty):
+    page = self.page
+    if dirty & U.KVM_SYNC_X86_REGS:
+        self.core.set_regs(U.kvm_regs.from_buffer_copy(page[304:304 + 144].tobytes()))
+        self.check_entry = True
+    if dirty & U.KVM_SYNC_X86_SREGS:
+        self.set_sregs(bytearray(page[448:448 + 312].tobytes()))
+    if dirty & U.KVM_SYNC_X86_EVENTS:
+        self.set_vcpu_events(bytearray(page[760:760 + 64].tobytes()))
+
+
+# -- VM entry checks -------------------------------------------------------------------------
+def entry_state(self):
+    st = self.st
+
+    def seg(i):
+        b = L.SEG + 4 * i
+        a = int(st[b + L.ATTR])
+        return dict(limit=int(st[b + L.LIMIT]), type=a & 0xF, s=(a >> 4) & 1, dpl=(a >> 5) & 3,
+                    present=(a >> 7) & 1, l=(a >> 13) & 1, db=(a >> 14) & 1, g=(a >> 15) & 1,
+                    unusable=(a >> 16) & 1)
+    return dict(cs=seg(L.CS), ss=seg(L.SS), ds=seg(L.DS), es=seg(L.ES), fs=seg(L.FS),
+                gs=seg(L.GS), tr=seg(L.TR), ldt=seg(L.LDTR), cr0=int(st[L.CR0]),
+                cr4=int(st[L.CR4]), efer=int(st[L.EFER]), rflags=int(st[L.RFLAGS]),
+                dr6=int(st[L.DR6]) & (2 ** 64 - 1), dr7=int(st[L.DR7]) & (2 ** 64 - 1))
