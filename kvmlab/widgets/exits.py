@@ -169,7 +169,7 @@ class ExitMonitor(View):
         (``vm.kernel.trace``, when the simulator records one); None where there is none."""
         try:
             trace = getattr(self.vm.kernel, "trace", None)
-        except (AttributeError, OSError):
+        except (AttributeError, OSError, ImportError):
             return None
         if trace is None:
             return None

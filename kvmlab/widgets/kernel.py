@@ -55,7 +55,7 @@ class KernelInspector(View):
     def available(self) -> bool:
         try:
             getattr(self.vm, "kernel")
-        except (AttributeError, OSError):
+        except (AttributeError, OSError, ImportError):
             return False
         return True
 

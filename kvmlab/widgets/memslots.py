@@ -25,18 +25,20 @@ COLORS = {"RAM": "#4c9be8", "ROM": "#8fd16a", "hole": "#eeeeee", "device": "#f5a
 
 
 class MemslotMap(View):
-    """Memslots, holes and devices of a VM.  ``MemslotMap(machine_or_vm)``.
+    """Memslots, holes and devices of a VM.  ``MemslotMap(machine_or_vm, read_dirty_log=True)``.
 
     Slots with KVM_MEM_LOG_DIRTY_PAGES have their dirty log read on every refresh; reading
     clears KVM's log, so ``dirty`` accumulates what this view has seen (per slot: page
-    indices) and ``last_dirty`` holds the pages of the last read."""
+    indices) and ``last_dirty`` holds the pages of the last read.  A lesson that calls
+    ``vm.get_dirty_log`` itself passes ``read_dirty_log=False``."""
 
     max_hz = 10
 
-    def __init__(self, obj):
+    def __init__(self, obj, read_dirty_log: bool = True):
         machine, vm, _ = resolve(obj)
         super().__init__(machine)
         self.vm = vm
+        self.read_dirty_log = read_dirty_log
         self.dirty: dict[int, set] = {}
         self.last_dirty: dict[int, list] = {}
         self._key = None
@@ -65,8 +67,8 @@ class MemslotMap(View):
         return out
 
     def poll(self) -> bool:
-        for s in self.vm.slots.values():
-            if s.flags & KVM_MEM_LOG_DIRTY_PAGES:
+        for s in list(self.vm.slots.values()):
+            if s.flags & KVM_MEM_LOG_DIRTY_PAGES and self.read_dirty_log:
                 pages = self.vm.get_dirty_log(s.slot).pages
                 self.last_dirty[s.slot] = pages
                 self.dirty.setdefault(s.slot, set()).update(pages)

@@ -11,13 +11,9 @@ coalesced ring: first=51 last=51 outstanding=0 (170 slots; at most 169 outstandi
 """
 from __future__ import annotations
 
-import struct
-
 from ..vcpu import RING_MAX
 from . import html
 from ._base import View, resolve
-
-_ENTRY = struct.Struct("<QII8s")
 
 
 class CoalescedRingView(View):
@@ -37,9 +33,8 @@ class CoalescedRingView(View):
         ring = self.vcpu.coalesced_ring
         if ring is None:
             return False
-        buf, off = ring._buf, ring._off
-        first, last = struct.unpack_from("<II", buf, off)
-        slots = [_ENTRY.unpack_from(buf, off + 8 + 24 * i) for i in range(RING_MAX)]
+        first, last = ring.first, ring.last
+        slots = [(e.phys_addr, e.len, e.pio, bytes(e.data)) for e in map(ring.entry, range(RING_MAX))]
         changed = (first, last, slots) != (self.first, self.last, self.slots)
         self.first, self.last, self.slots = first, last, slots
         return changed
