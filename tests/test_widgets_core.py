@@ -223,3 +223,28 @@ def test_a_live_view_stops_refreshing_when_its_machine_is_closed():
     m.close()
     thread.join(2.0)
     assert not thread.is_alive()
+
+
+def test_the_exit_monitor_lists_the_kernel_trace_events_that_led_to_an_exit(machine):
+    ev = lambda name, **f: types.SimpleNamespace(ts=123.456, vcpu=0, name=name, fields=f)  # noqa: E731
+    trace = types.SimpleNamespace(on=True, events=[
+        ev("kvm_entry", rip=0x1000), ev("kvm_pio", rw="write", port=0x3F8, size=1),
+        ev("kvm_exit", reason="IO_INSTRUCTION", code=30), ev("kvm_entry", rip=0x1007),
+        ev("kvm_exit", reason="HLT", code=12)])
+    mon = ExitMonitor(machine)
+    mon.vm = types.SimpleNamespace(kernel=types.SimpleNamespace(trace=trace), slots=machine.vm.slots)
+    assert mon.kernel_events(0) == ["kvm_entry: rip=0x1000", "kvm_pio: rw=write port=0x3f8 size=0x1",
+                                    "kvm_exit: reason=IO_INSTRUCTION code=0x1e"]
+    assert mon.kernel_events(1) == ["kvm_entry: rip=0x1007", "kvm_exit: reason=HLT code=0xc"]
+    assert mon.kernel_events(5) == []
+    trace.on = False
+    assert "trace is off" in mon.kernel_events(0)[0]
+
+
+def test_the_exit_monitor_has_no_kernel_events_on_hw():
+    from kvmlab.hw import unusable_reason
+    if unusable_reason():
+        pytest.skip(unusable_reason())
+    with Machine(mode="real", backend="hw") as m:
+        mon = ExitMonitor(m, kernel_trace=True)
+        assert mon.kernel_events(0) is None

@@ -49,19 +49,25 @@ def field_text(rec: dict) -> str:
 
 
 class ExitMonitor(View):
-    """Exits of a Machine's runs.  ``ExitMonitor(machine, selected=None)``.
+    """Exits of a Machine's runs.  ``ExitMonitor(machine, selected=None, kernel_trace=False)``:
+    ``kernel_trace`` turns on the simulated kernel's tracepoints (sim only) so a selected
+    exit also lists the kernel events that led to it.
 
     Records come from background runs (``machine.start()``, followed live), from
     ``machine.run(trace=monitor.trace)``, or from ``monitor.load(result)``."""
 
     uses_vcpu = True
 
-    def __init__(self, machine, selected: int | None = None):
+    def __init__(self, machine, selected: int | None = None, kernel_trace: bool = False):
         m, vm, _ = resolve(machine)
         if m is None:
             raise TypeError("ExitMonitor needs a Machine (it follows the Machine's exit loop)")
         super().__init__(m)
         self.vm = vm
+        if kernel_trace:
+            trace = self._kernel_trace()
+            if trace is not None:
+                trace.enable()
         self.loaded: dict[int, list] = {}
         self.selected = selected
         self.selected_vcpu = 0
@@ -164,17 +170,21 @@ class ExitMonitor(View):
     def _symbol(self, addr: int) -> str | None:
         return _insn.symbolize(getattr(self.machine, "program", None), addr)
 
+    def _kernel_trace(self):
+        try:
+            return getattr(self.vm.kernel, "trace", None)
+        except (AttributeError, OSError, ImportError):
+            return None       # hw: the kernel's tracepoints are not ours to read
+
     def kernel_events(self, index: int, vcpu: int = 0) -> list[str] | None:
         """Hook: the simulated kernel's trace events between the previous exit and this one
         (``vm.kernel.trace``, when the simulator records one); None where there is none."""
-        try:
-            trace = getattr(self.vm.kernel, "trace", None)
-        except (AttributeError, OSError, ImportError):
-            return None
+        trace = self._kernel_trace()
         if trace is None:
             return None
         if not getattr(trace, "on", True):
-            return ["(the kernel trace is off: set vm.kernel.trace.on = True before running)"]
+            return ["(the kernel trace is off: ExitMonitor(machine, kernel_trace=True) or "
+                    "vm.kernel.trace.enable() before running)"]
         events = [e for e in list(getattr(trace, "events", [])) if getattr(e, "vcpu", None) in (vcpu, None)]
         ends = [i for i, e in enumerate(events) if e.name == "kvm_exit"]
         if index >= len(ends):

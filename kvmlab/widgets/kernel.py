@@ -16,15 +16,17 @@ from . import html
 from ._base import HOST_ADDRESS, View, resolve
 
 _HEX = re.compile(r"0x[0-9a-fA-F]+")
+_PID = re.compile(r"\bkvm-\d+\b")      # the stats id names the VMM's process id
 
 
 def host_free(text: str, slots) -> str:
     """``text`` with host addresses replaced: inside a memslot's backing memory by
-    ``<slot N host + 0x...>``, anything else that looks like a host address by ``<host>``.
+    ``<slot N host + 0x...>``, anything else that looks like a host address by ``<host>``;
+    and the process id in ``kvm-<pid>`` masked (it differs from run to run).
 
     >>> from kvmlab.vm import MemorySlot
-    >>> host_free("userspace_addr=0x7f0012340000 at 0x7f00aaaa0000", {0: MemorySlot(0, 0, 0x10000, 0x7f0012340000, 0)})
-    'userspace_addr=<slot 0 host + 0x0> at <host>'
+    >>> host_free("kvm-4242 userspace_addr=0x7f0012340000 at 0x7f00aaaa0000", {0: MemorySlot(0, 0, 0x10000, 0x7f0012340000, 0)})
+    'kvm-<pid> userspace_addr=<slot 0 host + 0x0> at <host>'
     """
     spans = [(s.userspace_addr, s.userspace_addr + s.memory_size, s.slot) for s in dict(slots).values()]
 
@@ -34,7 +36,7 @@ def host_free(text: str, slots) -> str:
             if lo <= v < hi:
                 return f"<slot {n} host + {v - lo:#x}>"
         return m.group(0)
-    return HOST_ADDRESS.sub("<host>", _HEX.sub(repl, text))
+    return _PID.sub("kvm-<pid>", HOST_ADDRESS.sub("<host>", _HEX.sub(repl, text)))
 
 
 class KernelInspector(View):
