@@ -281,6 +281,17 @@ class SimBackend:
         """The VMX exit reason / SVM exit code of the vCPU's last exit."""
         return self.vcpu_of(vcpu_fd).arch.last_hw_exit
 
+    def entry_failure_rule(self, vcpu_fd):
+        """After KVM_EXIT_FAIL_ENTRY: the sentence naming the VM-entry rule that failed
+        (kvmlab extension; also NUL-terminated in the kvm_run page at offset 48)."""
+        return getattr(self.vcpu_of(vcpu_fd).arch, "failed_entry_rule", None)
+
+    def trace(self, fd):
+        """The tracepoint buffer of the VM behind a VM or vCPU fd (``.enable()``)."""
+        f = self._file(fd)
+        kvm = f.kvm if isinstance(f, KvmVmFile) else self.vcpu_of(fd).kvm
+        return kvm.trace
+
     @property
     def vm_list(self):
         """The global vm_list (every live ``struct kvm`` in this process)."""

@@ -103,14 +103,13 @@ def _run(self):
             if apic is not None:
                 _irqchip_entry(self)
             if tr.on:
-                tr.emit(v, "kvm_entry", rip=int(st[L.RIP]))
-            code = core_run(st, pm, budget)
+                code = _traced_run(self, budget)
+            else:
+                code = core_run(st, pm, budget)
             r = fast_exit(st, page, lay, stat, code, arch.devmask)
             if r >= FAST_USER:
                 self.pending = r - FAST_USER
                 self.last_code = code
-                if tr.on:
-                    _trace_exit(self, code)
                 return _out(self, valid) if valid else 0
             if code == EXIT_BUDGET:
                 stat[S.IRQ_EXITS] += 1
@@ -145,6 +144,29 @@ def _trace_exit(self, code):
     elif code == EXIT_MMIO:
         self.kvm.trace.emit(self.vcpu, "kvm_mmio", rw="write" if st[L.MMIO_WRITE] else "read",
                             len=int(st[L.MMIO_LEN]), gpa=int(st[L.MMIO_GPA]) & (2 ** 64 - 1))
+
+
+def _traced_run(self, budget):
+    """One entry with the tracepoints on: kvm_entry, kvm_exit (+ kvm_pio / kvm_mmio), and
+    a kvm_coalesced_mmio event per ring entry the core appended."""
+    st = self.st
+    tr = self.kvm.trace
+    ring = self.kvm.coalesced_mmio_ring
+    last0 = int(ring[4:8].view("<u4")[0])
+    tr.emit(self.vcpu, "kvm_entry", rip=int(st[L.RIP]))
+    code = core_run(st, self.pm_arr, budget)
+    last1 = int(ring[4:8].view("<u4")[0])
+    i = last0
+    while i != last1 and i < 170:
+        off = 8 + 24 * i
+        addr, n, pio = struct.unpack_from("<QII", ring, off)
+        tr.emit(self.vcpu, "kvm_coalesced_mmio", addr=addr, len=n, pio=pio,
+                data=bytes(ring[off + 16:off + 16 + n]).hex())
+        i = (i + 1) % 170
+    if code != EXIT_BUDGET:
+        self.last_code = code
+        _trace_exit(self, code)
+    return code
 
 
 def _intr_fill(self):
@@ -197,8 +219,6 @@ def _handle_exit(self, code):
             stat[MMIO_EXITS] += 1
         self.pending = fill_exit(st, page, self.lay, code, apic is not None)
         self.last_code = code
-        if tr.on:
-            _trace_exit(self, code)
         return 0
     self.last_code = code
     if code == EXIT_HLT:
@@ -207,8 +227,6 @@ def _handle_exit(self, code):
             r = _halt_in_kernel(self)
             return r
         fill_exit(st, page, self.lay, U.KVM_EXIT_HLT, False)
-        if tr.on:
-            _trace_exit(self, code)
         return 0
     if code == EXIT_IRQ_WINDOW:
         stat[S.IRQ_WINDOW_EXITS] += 1
@@ -218,8 +236,6 @@ def _handle_exit(self, code):
         st[L.REQ_IRQ_WIN] = 0
         stat[S.REQUEST_IRQ_EXITS] += 1
         fill_exit(st, page, self.lay, U.KVM_EXIT_IRQ_WINDOW_OPEN, False)
-        if tr.on:
-            _trace_exit(self, code)
         return 0
     if code == EXIT_DEBUG:
         fill_exit(st, page, self.lay, U.KVM_EXIT_DEBUG, apic is not None)
@@ -227,12 +243,8 @@ def _handle_exit(self, code):
         # DR7 always reads as 1
         dr7 = struct.unpack_from("<Q", page, 56)[0]
         struct.pack_into("<Q", page, 56, dr7 | 0x400)
-        if tr.on:
-            _trace_exit(self, code)
         return 0
     if code == L.EXIT_SHUTDOWN:
-        if tr.on:
-            _trace_exit(self, code)
         if self.ops.reset_on_shutdown:
             # svm.c shutdown_interception: the VMCB is undefined after a shutdown
             # intercept, so KVM INIT-resets the vCPU before telling userspace
@@ -243,8 +255,6 @@ def _handle_exit(self, code):
         if _hypercall(self):
             return None
         _internal_error(self)
-        if tr.on:
-            _trace_exit(self, code)
         return 0
     raise OSError(errno.EIO, f"the CPU core returned an unknown exit code {code}; this is a "
                              "kvmlab bug, please report it")
