@@ -450,6 +450,8 @@ class Machine:
             except OSError:
                 pass
         self._eventfds = []
+        for _, mem, _ in getattr(self, "regions", ()):
+            mem.close()          # unregister the host range (the numpy views stay readable)
 
     def __enter__(self):
         return self
