@@ -27,6 +27,41 @@ def _compiled():
     """Import (and on a cold cache compile, with a progress message) the numba core."""
     global _jit
     if _jit is None:
+        lock = _CompileLock()
+        with lock:
+            _jit = _load_or_compile(lock)
+    return _jit
+
+
+class _CompileLock:
+    """One process compiles a cold cache; the others wait and then load it."""
+
+    def __enter__(self):
+        import os
+        self.f = None
+        self.waited = False
+        try:
+            import fcntl
+            os.makedirs(CACHE_DIR, exist_ok=True)
+            self.f = open(os.path.join(CACHE_DIR, 'compile.lock'), 'a')
+            try:
+                fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                print('kvmlab.cpu: another process is compiling the CPU core; waiting for it...',
+                      file=sys.stderr, flush=True)
+                self.waited = True
+                fcntl.flock(self.f, fcntl.LOCK_EX)
+        except (OSError, ImportError):
+            self.f = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.f is not None:
+            self.f.close()
+
+
+def _load_or_compile(lock):
+    if True:
         cold = not is_warm()
         t0 = time.time()
         if cold:
@@ -42,8 +77,7 @@ def _compiled():
         exec_sys.msr_read(st, 0x277)
         if cold:
             print('kvmlab.cpu: compiled in %.1f s' % (time.time() - t0), file=sys.stderr, flush=True)
-        _jit = (run_mod.run, mmu.translate, exec_sys.msr_read, exec_sys.msr_write)
-    return _jit
+        return (run_mod.run, mmu.translate, exec_sys.msr_read, exec_sys.msr_write)
 
 
 class PhysMap:

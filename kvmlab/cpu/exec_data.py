@@ -296,10 +296,11 @@ def x_atomic(st, pm):
         if acc == dst:
             rm_write(st, pm, size, src)
         else:
-            if st[d + D_MOD] != 3:
-                rm_write(st, pm, size, dst)
-                if st[ABORT] != 0:
-                    return
+            # the destination is written back with its own value (zero-extending a 32-bit
+            # register in 64-bit mode), then the accumulator is loaded
+            rm_write(st, pm, size, dst)
+            if st[ABORT] != 0:
+                return
             set_reg(st, RAX, size, dst)
     else:
         s = add_op(st, dst, src, 0, size)

@@ -1,5 +1,7 @@
 """The one decorator of the core: ``@njit(cache=True, nogil=True)``, with bounds checking
-switched on by ``KVMLAB_BOUNDSCHECK=1`` (or numba's own ``NUMBA_BOUNDSCHECK=1``)."""
+switched on by ``KVMLAB_BOUNDSCHECK=1`` (or numba's own ``NUMBA_BOUNDSCHECK=1``).
+The core never allocates, so it is compiled without the NRT (no reference counting of the
+state arrays on every call)."""
 import os
 
 from . import cachedir  # noqa: F401  (installs the cache locator before any compilation)
@@ -10,5 +12,5 @@ _BC = os.environ.get('KVMLAB_BOUNDSCHECK', os.environ.get('NUMBA_BOUNDSCHECK', '
 
 def njit(fn):
     if _BC:
-        return numba.njit(cache=True, nogil=True, boundscheck=True)(fn)
-    return numba.njit(cache=True, nogil=True)(fn)
+        return numba.njit(cache=True, nogil=True, boundscheck=True, _nrt=False)(fn)
+    return numba.njit(cache=True, nogil=True, _nrt=False)(fn)

@@ -123,7 +123,16 @@ TLBF_G = 16       # global
 TLBF_HOSTW = 32   # host page is plain writable RAM without dirty logging
 
 SAVE = TLB + 4 * TLB_N        # snapshot of GPRs+RIP+RFLAGS taken before each instruction (18)
-STATE_SIZE = SAVE + 32
+# decoded-instruction cache: IC_N entries of IC_STRIDE: host address of the first byte,
+# decode mode, the instruction bytes as two little-endian words (masked to the length),
+# then the D_SIZE decoded fields.  A hit is validated against the bytes now in memory, so
+# self-modifying code, DMA and userspace writes between runs need no invalidation.
+IC = SAVE + 32
+IC_N = 4096
+IC_STRIDE = 32
+IC_HOST, IC_MODE, IC_W0, IC_W1 = 0, 1, 2, 3
+IC_D = 4
+STATE_SIZE = IC + IC_N * IC_STRIDE
 
 # ---- physical map (pm) ----
 PM_NSLOTS = 0

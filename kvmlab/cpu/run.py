@@ -17,6 +17,7 @@ from .decode import decode
 from .mmu import tlb_entry, tlb_flush, raise_exc, ACC_X, ACC_U
 from .access import snapshot, rollback, lin_mask
 from .physmem import host_load
+from .hostptr import load64
 from .exceptions import deliver_event, EV_EXC, EV_EXT
 from .exec_alu import (x_alu, x_test, x_incdec, x_unary, x_muldiv, x_imul, x_shift, x_shxd,
                        x_bit, x_bcd, x_conv, x_flag, x_setcc, x_cmov)
@@ -166,13 +167,41 @@ def fetch_decode(st, pm):
         lin = (st[SEG + 4 * CS + BASE] + rip) & 0xFFFFFFFF
     st[INSN_LIN] = lin
     st[IB_N] = 0
+    csd = 1 if (st[SEG + 4 * CS + ATTR] & A_DB) != 0 else 0
+    mode = mode64 | (csd << 1) | (st[PROT] << 2)
+    # decoded-instruction cache (only for instructions that cannot cross the page)
+    off = lin & 0xFFF
+    ic = -1
+    ha = 0
+    if off <= 0x1000 - 16 and avail == 15:
+        e = tlb_entry(st, pm, lin, ACC_X | (ACC_U if st[CPL] == 3 else 0))
+        if e < 0:
+            return 0
+        h = st[e + 2]
+        if h >= 0:
+            ha = h + off
+            ic = IC + (((ha >> 4) ^ (ha >> 12) ^ ha) & (IC_N - 1)) * IC_STRIDE
+            if st[ic + IC_HOST] == ha and st[ic + IC_MODE] == mode:
+                n = st[ic + IC_D + D_LEN]
+                w0 = load64(ha)
+                if n < 8:
+                    w0 &= (1 << (8 * n)) - 1
+                ok = w0 == st[ic + IC_W0]
+                if ok and n > 8:
+                    w1 = load64(ha + 8)
+                    if n < 16:
+                        w1 &= (1 << (8 * (n - 8))) - 1
+                    ok = w1 == st[ic + IC_W1]
+                if ok:
+                    for i in range(D_SIZE):
+                        st[D + i] = st[ic + IC_D + i]
+                    return n
     got = fetch(st, pm, lin, 0, avail)
     if got == -1:
         return 0
     if got == -2:
         return -internal_error(st, 0)
     st[IB_N] = got
-    csd = 1 if (st[SEG + 4 * CS + ATTR] & A_DB) != 0 else 0
     n = decode(st, mode64, csd)
     if n == 0 and got < avail:
         more = fetch(st, pm, lin_mask(st, lin + got), got, avail - got)
@@ -188,6 +217,20 @@ def fetch_decode(st, pm):
     if n < 0:
         raise_exc(st, GP, 0)       # longer than 15 bytes
         return 0
+    if ic >= 0 and st[D + D_KIND] != K_UNSUP and n <= st[IB_N]:
+        w0 = 0
+        w1 = 0
+        for i in range(n):
+            if i < 8:
+                w0 |= st[IB + i] << (8 * i)
+            else:
+                w1 |= st[IB + i] << (8 * (i - 8))
+        st[ic + IC_HOST] = ha
+        st[ic + IC_MODE] = mode
+        st[ic + IC_W0] = w0
+        st[ic + IC_W1] = w1
+        for i in range(D_SIZE):
+            st[ic + IC_D + i] = st[D + i]
     return n
 
 
@@ -348,6 +391,16 @@ def run(st, pm, budget):
                 continue
             ex = st[EXIT_PENDING]
             if ex == EXIT_INTERNAL_ERROR:
+                # the bytes (a cache hit does not fetch them)
+                lin = st[INSN_LIN]
+                got = fetch(st, pm, lin, 0, 15)
+                if got > 0 and got < 15:
+                    more = fetch(st, pm, lin_mask(st, lin + got), got, 15 - got)
+                    if more > 0:
+                        got += more
+                st[ABORT] = 0
+                st[EXC_VEC] = -1
+                st[IB_N] = got if got > 0 else 0
                 return internal_error(st, 15)
             if ex != 0:
                 st[EXIT_REASON] = ex
