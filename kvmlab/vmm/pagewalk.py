@@ -262,12 +262,13 @@ def _addr_mask(maxphyaddr: int) -> int:
 
 
 def walk(memory, va: int, *, cr0: int, cr3: int, cr4: int = 0, efer: int = 0, access: str = "read",
-         user: bool = False, set_ad: bool = False, maxphyaddr: int = 52) -> Walk:
+         user: bool = False, set_ad: bool = False, maxphyaddr: int = 52, gbpages: bool = True) -> Walk:
     """Translate linear address ``va`` as the MMU would.
 
     ``access`` is "read", "write" or "fetch"; ``user`` means CPL 3.  With ``set_ad`` the
     walk sets the Accessed bits (and Dirty on the leaf for a write) in guest memory, as
-    hardware does; by default it only looks.
+    hardware does; by default it only looks.  ``gbpages``: the CPU has 1 GiB pages
+    (CPUID 0x80000001 EDX bit 26); without them PS in a PDPTE is a reserved bit.
     """
     if access not in ("read", "write", "fetch"):
         raise ValueError(f"access must be 'read', 'write' or 'fetch', not {access!r}")
@@ -322,7 +323,7 @@ def walk(memory, va: int, *, cr0: int, cr3: int, cr4: int = 0, efer: int = 0, ac
         if not present:
             w.fault = Fault(14, ec_base, name, f"{name} is not present (P=0)")
             return w
-        why = _reserved(mode, name, raw, ps, leaf, shift, nxe, maxphyaddr, pae_pdpte)
+        why = _reserved(mode, name, raw, ps, leaf, shift, nxe, maxphyaddr, pae_pdpte, gbpages)
         if why:
             w.fault = Fault(14, ec_base | PF_P | PF_RSVD, name, why)
             return w
@@ -372,7 +373,7 @@ def _next_address(mode, raw, shift, leaf, amask) -> int:
     return a
 
 
-def _reserved(mode, name, raw, ps, leaf, shift, nxe, maxphyaddr, pae_pdpte) -> str | None:
+def _reserved(mode, name, raw, ps, leaf, shift, nxe, maxphyaddr, pae_pdpte, gbpages=True) -> str | None:
     """Why ``raw`` has a reserved bit set (a #PF with RSVD), or None."""
     if mode == "32-bit":
         if leaf and shift == 22 and raw >> 21 & 1:
@@ -386,6 +387,8 @@ def _reserved(mode, name, raw, ps, leaf, shift, nxe, maxphyaddr, pae_pdpte) -> s
         return f"{name}: bits 1, 2, 5-8 of a PAE PDPTE are reserved"
     if name in ("PML4E", "PML5E") and raw >> 7 & 1:
         return f"{name}: PS (bit 7) is reserved in a {name}"
+    if name == "PDPTE" and leaf and not gbpages:
+        return "PDPTE: PS (bit 7) is reserved: this CPU has no 1 GiB pages (CPUID 0x80000001 EDX.Page1GB)"
     if leaf and shift > 12 and raw & ((1 << shift) - 1) & ~0x1FFF:
         return f"{name}: bits 13-{shift - 1} of a {_size(1 << shift)} page entry are reserved"
     return None
@@ -419,7 +422,7 @@ class Range:
 
 
 def address_space_map(memory, *, cr0: int, cr3: int, cr4: int = 0, efer: int = 0,
-                      maxphyaddr: int = 52) -> list[Range]:
+                      maxphyaddr: int = 52, gbpages: bool = True) -> list[Range]:
     """Every mapped linear range, merged where both linear and physical addresses are
     contiguous and the permissions and page size match.
 
@@ -458,7 +461,7 @@ def address_space_map(memory, *, cr0: int, cr3: int, cr4: int = 0, efer: int = 0
             ps = bool(raw >> 7 & 1) and not is_pte and not (mode == "32-bit" and not cr4 & CR4_PSE)
             pae_pdpte = mode == "PAE" and depth == 0
             leaf = is_pte or (ps and name in ("PDE", "PDPTE") and not pae_pdpte)
-            if _reserved(mode, name, raw, ps, leaf, shift, nxe, maxphyaddr, pae_pdpte):
+            if _reserved(mode, name, raw, ps, leaf, shift, nxe, maxphyaddr, pae_pdpte, gbpages):
                 continue
             nw, nu, nx_ = w, u, x
             if not pae_pdpte:
@@ -501,11 +504,23 @@ def walk_vcpu(vcpu, va: int | None = None, access: str = "read", user: bool | No
         va = s.cs.base + vcpu.get_regs().rip
     if user is None:
         user = bool(s.cr0 & 1) and (s.cs.selector & 3) == 3
+    kw.setdefault("gbpages", guest_has_gbpages(vcpu))
     return walk(vcpu.vm, va, cr0=s.cr0, cr3=s.cr3, cr4=s.cr4, efer=s.efer, access=access,
                 user=user, **kw)
+
+
+def guest_has_gbpages(vcpu) -> bool:
+    """Whether the guest's CPUID (KVM_SET_CPUID2) offers 1 GiB pages.  KVM's own walker
+    (KVM_TRANSLATE, shadow paging) treats PS in a PDPTE as reserved without it."""
+    try:
+        entries = vcpu.get_cpuid2()
+    except Exception:   # noqa: BLE001 - a backend without KVM_GET_CPUID2: assume hardware's answer
+        return True
+    return any(e.function == 0x80000001 and e.edx >> 26 & 1 for e in entries)
 
 
 def map_vcpu(vcpu, **kw) -> list[Range]:
     """:func:`address_space_map` with the vCPU's control registers and its VM's memslots."""
     s = vcpu.get_sregs()
+    kw.setdefault("gbpages", guest_has_gbpages(vcpu))
     return address_space_map(vcpu.vm, cr0=s.cr0, cr3=s.cr3, cr4=s.cr4, efer=s.efer, **kw)
