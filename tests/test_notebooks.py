@@ -8,7 +8,9 @@
 * Each lesson runs top to bottom in a fresh kernel on the simulated backend under
   ``pytest --nbval-lax`` (in a subprocess, so nbval's options do not meet this suite's
   ``--doctest-modules``).  Until the simulator can run ``guests/hello.S`` those runs are
-  skipped with that reason; the skip goes away by itself once the simulator works.
+  skipped with that reason; the skip goes away by itself once the simulator works.  A
+  lesson that uses a library part still being built (``vm.kernel``, a widget) is skipped
+  with that reason until the part exists.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
-REQUIRED = ["00_", "01_", "02_", "03_", "04_", "05_", "06_", "07_", "08_"]
+REQUIRED = ["00_", "01_", "02_", "03_", "04_", "05_", "06_", "07_", "08_", "09_"]
 
 
 def _load_build():
@@ -70,8 +72,8 @@ def test_outputs_are_stripped(path):
     assert "widgets" not in nb.get("metadata", {}), f"{path.name} stores widget state"
 
 
-# a hex number of 9+ digits looks like a host address; compared text must never hold one
-_HOSTISH = re.compile(r"0x[0-9a-f]{9,}", re.I)
+# a host user-space address (mmap area 0x7f.., heap 0x55../0x56..) or a decimal one
+_HOSTISH = re.compile(r"0x0*(7f|55|56)[0-9a-f]{10}\b|\b1[34]\d{13}\b|\b9[0-9]{13}\b", re.I)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -101,7 +103,9 @@ def test_lesson_opens_with_do_learn_need_and_ends_with_checked_exercises(path):
 def sim_cannot_run_guests() -> str | None:
     """None if the simulated backend runs guests/hello.S, else why not (the skip reason)."""
     env = dict(os.environ, KVMLAB_BACKEND="sim")
-    cmd = [sys.executable, "-m", "kvmlab", "run", str(ROOT / "guests" / "hello.S"), "--backend", "sim"]
+    # a generous --timeout: in a cold numba cache the first run includes compiling the CPU
+    cmd = [sys.executable, "-m", "kvmlab", "run", str(ROOT / "guests" / "hello.S"), "--backend", "sim",
+           "--timeout", "600"]
     try:
         p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     except subprocess.TimeoutExpired:
@@ -112,12 +116,31 @@ def sim_cannot_run_guests() -> str | None:
     return f"the simulated backend cannot run guests/hello.S yet ({last[:200]})"
 
 
+def missing_features(path) -> list[str]:
+    """Library parts a lesson uses that are not there yet (they are being built): the
+    lesson is written against their documented API and skipped until they exist."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    missing = []
+    if re.search(r"\.kernel\b", code) and importlib.util.find_spec("kvmlab.sim.kernel_view") is None:
+        missing.append("vm.kernel (kvmlab.sim.kernel_view)")
+    import kvmlab.widgets as widgets
+    for names in re.findall(r"from kvmlab\.widgets import ([\w, ]+)", code):
+        for name in (n.strip() for n in names.split(",")):
+            if name and not hasattr(widgets, name):
+                missing.append(f"kvmlab.widgets.{name}")
+    return missing
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_lesson_runs_top_to_bottom_on_the_simulator(path):
     why = sim_cannot_run_guests()
     if why:
         pytest.skip(why)
+    missing = missing_features(path)
+    if missing:
+        pytest.skip(f"{path.stem} uses parts of kvmlab that are not there yet: {', '.join(missing)}")
     env = dict(os.environ, KVMLAB_BACKEND="sim")
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
            "-o", "testpaths=", "--nbval-lax", "--nbval-cell-timeout=600", str(path)]

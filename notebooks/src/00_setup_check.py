@@ -127,7 +127,7 @@ import threading, time
 def run_hello():
     with Machine(mode="real") as m:
         m.load(asm.assemble(HELLO, base=0x1000))
-        return m.run()
+        return m.run(timeout=600)      # generous: the first run may include the compile
 
 box = {}
 worker = threading.Thread(target=lambda: box.update(result=run_hello()), daemon=True)
