@@ -12,6 +12,7 @@ import threading
 
 SIGNAL = signal.SIGUSR1
 _installed = False
+_devnull = None
 
 
 def _noop(signum, frame):  # the interruption itself is the point
@@ -24,7 +25,19 @@ def install() -> bool:
     if _installed:
         return True
     if threading.current_thread() is not threading.main_thread():
-        return False
+        # signal.signal() works only in the main thread; faulthandler installs a C-level
+        # handler from any thread (without SA_RESTART, so KVM_RUN still returns EINTR).
+        # Without some handler, SIGNAL's default action would kill the process.
+        if signal.getsignal(SIGNAL) not in (signal.SIG_DFL, None):
+            _installed = True
+            return True
+        import faulthandler
+        import os
+        global _devnull
+        _devnull = open(os.devnull, "w")  # noqa: SIM115 - must outlive every kick
+        faulthandler.register(SIGNAL, file=_devnull, all_threads=False, chain=False)
+        _installed = True
+        return True
     if signal.getsignal(SIGNAL) in (signal.SIG_DFL, None):
         signal.signal(SIGNAL, _noop)
     _installed = True
