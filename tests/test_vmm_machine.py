@@ -235,3 +235,23 @@ def test_each_vcpu_sees_its_own_apic_id_in_cpuid(machine):
     assert len(m.vcpus) == 2 and m.run(vcpu=1).status == 1
     m.load(p)
     assert m.run().status == 0
+
+
+def test_a_machine_first_used_in_a_worker_thread_is_still_stopped_by_its_timeout(backend):
+    import subprocess
+    import sys
+    code = (
+        "import threading\n"
+        "from kvmlab import asm\n"
+        "from kvmlab.vmm import Machine\n"
+        "def work():\n"
+        f"    with Machine(backend={backend!r}) as m:\n"
+        "        m.load(asm.assemble('.code16\\n_start: jmp _start\\n', base=0x1000))\n"
+        "        print(m.run(timeout=0.5).stop_reason, flush=True)\n"
+        "t = threading.Thread(target=work)\n"
+        "t.start()\n"
+        "t.join()\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root)
+    p = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert (p.returncode, p.stdout) == (0, "timeout\n"), p.stderr
