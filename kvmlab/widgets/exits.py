@@ -72,6 +72,7 @@ class ExitMonitor(View):
         self.selected = selected
         self.selected_vcpu = 0
         self._sregs: dict = {}
+        self._counted: dict = {}
         self._seen = -1
         self.capture()
 
@@ -93,13 +94,17 @@ class ExitMonitor(View):
         self.show()
         return self
 
+    def _lists(self) -> dict[int, list]:
+        """vCPU -> its live record list (not copied; background runs win over loaded ones)."""
+        out = dict(self.loaded)
+        for vcpu, h in background.handles_of(self.machine).items():
+            out[vcpu] = h.exits
+        return out
+
     @property
     def records(self) -> dict[int, list]:
-        """vCPU -> its exit records (background runs win over loaded ones)."""
-        out = {k: list(v) for k, v in self.loaded.items()}
-        for vcpu, h in background.handles_of(self.machine).items():
-            out[vcpu] = list(h.exits)
-        return out
+        """vCPU -> a snapshot of its exit records."""
+        return {k: list(v) for k, v in self._lists().items()}
 
     def capture(self) -> None:
         for i, v in enumerate(self.machine.vcpus):
@@ -107,16 +112,23 @@ class ExitMonitor(View):
                 self._sregs[i] = v.get_sregs()
 
     def poll(self) -> bool:
-        n = sum(len(r) for r in self.records.values())
+        n = sum(len(r) for r in self._lists().values())
         changed, self._seen = n != self._seen, n
         return changed
 
     # -------------------------------------------------------------- text
     def counts(self) -> Counter:
-        c: Counter = Counter()
-        for recs in self.records.values():
-            c.update(r["reason"] for r in recs)
-        return c
+        """Exits by reason over all vCPUs (counted incrementally: a long run stays cheap)."""
+        total: Counter = Counter()
+        for vcpu, recs in self._lists().items():
+            src, n, c = self._counted.get(vcpu, (None, 0, Counter()))
+            if src is not recs or n > len(recs):
+                src, n, c = recs, 0, Counter()
+            end = len(recs)
+            c.update(recs[i]["reason"] for i in range(n, end))
+            self._counted[vcpu] = (src, end, c)
+            total.update(c)
+        return total
 
     def counts_text(self) -> str:
         c = self.counts()
@@ -126,7 +138,7 @@ class ExitMonitor(View):
 
     def timeline_text(self, limit: int = 12) -> str:
         lines = []
-        for vcpu, recs in sorted(self.records.items()):
+        for vcpu, recs in sorted(self._lists().items()):
             runs: list = []
             for r in recs:
                 if runs and runs[-1][0] == r["reason"]:
@@ -140,7 +152,7 @@ class ExitMonitor(View):
 
     def detail(self, index: int, vcpu: int = 0) -> str:
         """The exit ``index`` of ``vcpu`` in detail."""
-        recs = self.records.get(vcpu, [])
+        recs = self._lists().get(vcpu, [])
         if not 0 <= index < len(recs):
             return f"exit #{index} of vCPU {vcpu}: none (vCPU {vcpu} has {len(recs)} exits)"
         r = recs[index]
@@ -210,9 +222,9 @@ class ExitMonitor(View):
     # -------------------------------------------------------------- widget
     def plot(self):
         """The timeline as a matplotlib Figure: x = exit number, one row per vCPU."""
-        fig = html.figure(9, 1.2 + 0.5 * max(1, len(self.records)))
+        fig = html.figure(9, 1.2 + 0.5 * max(1, len(self._lists())))
         ax = fig.add_subplot(1, 1, 1)
-        for vcpu, recs in sorted(self.records.items()):
+        for vcpu, recs in sorted(self._lists().items()):
             recs = recs[-2000:]
             by: dict = {}
             for r in recs:
@@ -225,8 +237,8 @@ class ExitMonitor(View):
         if uniq:
             ax.legend(uniq.values(), uniq.keys(), loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
         ax.set_xlabel("exit number")
-        ax.set_yticks(sorted(self.records) or [0])
-        ax.set_yticklabels([f"vCPU {v}" for v in sorted(self.records)] or ["vCPU 0"])
+        ax.set_yticks(sorted(self._lists()) or [0])
+        ax.set_yticklabels([f"vCPU {v}" for v in sorted(self._lists())] or ["vCPU 0"])
         fig.tight_layout()
         return fig
 
@@ -245,7 +257,7 @@ class ExitMonitor(View):
         return W.VBox([self._counts, self._image, W.HBox([self._vcpu_pick, self._slider]), self._detail])
 
     def _update(self) -> None:
-        recs = self.records
+        recs = self._lists()
         self._counts.value = html.pre(self.counts_text())
         if self.plot_due():
             self._image.value = html.png(self.plot())
