@@ -144,7 +144,11 @@ class KvmVcpu:
         self.vcpu_id = vcpu_id
         self.vcpu_idx = vcpu_idx
         self.mutex = threading.Lock()
-        self.stat = S.new_vcpu_stat()
+        from .kvm_run import LAY
+        # [layout table | struct kvm_vcpu_stat]: the compiled exit path gets both in one array
+        self.statbuf = S.new_vcpu_stat(len(LAY))
+        self.statbuf[:len(LAY)] = LAY
+        self.stat = self.statbuf[len(LAY):]
         self.stats_id = f"{kvm.stats_id}/vcpu-{vcpu_id}"
         self.pid = None                   # the thread that last ran KVM_RUN
         self.mode = "OUTSIDE_GUEST_MODE"

@@ -157,7 +157,7 @@ class KvmVcpuFile(KvmFile):
 
     def __init__(self, backend, vcpu: KvmVcpu):
         self.backend, self.vcpu = backend, vcpu
-        self.run = vcpu.arch.kvm_arch_vcpu_ioctl_run
+        self.run = vcpu.arch.kvm_arch_vcpu_ioctl_run    # bound: KVM_RUN without dispatch
 
     def ioctl(self, request, arg):
         if request == 0xAE80:                      # KVM_RUN, the hot path
@@ -207,6 +207,7 @@ class SimBackend:
         self.kvm_x86_ops = kvm_x86_ops_for(vendor)
         self.deterministic = deterministic
         self._files: dict[int, KvmFile] = {}
+        self._runners = {}                 # vCPU fd -> its KVM_RUN (the hot path)
         self._lock = threading.Lock()
 
     # fds --------------------------------------------------------------------------------
@@ -214,6 +215,8 @@ class SimBackend:
         fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         with self._lock:
             self._files[fd] = f
+            if isinstance(f, KvmVcpuFile):
+                self._runners[fd] = f.run
         f.fd = fd
         return fd
 
@@ -229,6 +232,10 @@ class SimBackend:
         return self._install(KvmDevFile(self))
 
     def ioctl(self, fd, request, arg=0):
+        if request == 0xAE80 and not arg:              # KVM_RUN: straight to the vCPU
+            run = self._runners.get(fd)
+            if run is not None:
+                return run()
         try:
             f = self._files[fd]
         except (KeyError, TypeError):
@@ -249,6 +256,7 @@ class SimBackend:
     def close(self, fd):
         with self._lock:
             f = self._files.pop(fd, None)
+            self._runners.pop(fd, None)
         if f is None:
             raise OSError(errno.EBADF, f"fd {fd} is not open")
         try:

@@ -31,9 +31,9 @@ for _i, _v in ((I_EXIT_REASON, L.EXIT_REASON), (I_IO_DIR, L.IO_DIR), (I_IO_SIZE,
                (I_APIC_BASE, L.M_APIC_BASE), (I_COMP_KIND, L.COMP_KIND),
                (I_COMP_N, L.COMP_N), (I_COMP_GPA, L.COMP_GPA), (I_COMP_DATA, L.COMP_DATA),
                (I_DBG_EXC, L.DBG_EXC), (I_DBG_PC, L.DBG_PC), (I_DBG_DR6, L.DBG_DR6),
-               (I_DBG_DR7, L.DBG_DR7), (I_S_EXITS, S.EXITS), (I_S_IO, S.IO_EXITS),
-               (I_S_MMIO, S.MMIO_EXITS), (I_S_HALT, S.HALT_EXITS),
-               (I_S_EMUL, S.INSN_EMULATION)):
+               (I_DBG_DR7, L.DBG_DR7), (I_S_EXITS, I_N + S.EXITS), (I_S_IO, I_N + S.IO_EXITS),
+               (I_S_MMIO, I_N + S.MMIO_EXITS), (I_S_HALT, I_N + S.HALT_EXITS),
+               (I_S_EMUL, I_N + S.INSN_EMULATION)):
     LAY[_i] = _v
 
 KVM_EXIT_IO, KVM_EXIT_DEBUG, KVM_EXIT_HLT, KVM_EXIT_MMIO = 2, 4, 5, 6
@@ -134,9 +134,11 @@ def complete_with(st, kind, data: bytes):
 
 
 @numba.njit(cache=True, nogil=True)
-def fast_exit(st, page, lay, stat, code, devmask):
+def fast_exit(st, page, lay, code, devmask):
     """The common exits without anything in the kernel to consult (no device on the bus
-    the access goes to, no in-kernel irqchip): count them and fill kvm_run in one call."""
+    the access goes to, no in-kernel irqchip): count them and fill kvm_run in one call.
+    ``lay`` is the vCPU's stat buffer: the layout table, then struct kvm_vcpu_stat."""
+    stat = lay
     if code == KVM_EXIT_IO:
         stat[lay[I_S_EXITS]] += 1
         stat[lay[I_S_IO]] += 1

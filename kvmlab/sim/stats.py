@@ -121,11 +121,13 @@ REQ_EVENT = VCPU_STAT["req_event"]
 
 
 def new_vm_stat() -> np.ndarray:
-    return np.zeros(VM_STAT_WORDS, np.uint64)
+    return np.zeros(VM_STAT_WORDS, np.int64)
 
 
-def new_vcpu_stat() -> np.ndarray:
-    return np.zeros(VCPU_STAT_WORDS, np.uint64)
+def new_vcpu_stat(prefix=0) -> np.ndarray:
+    """``struct kvm_vcpu_stat``; with ``prefix`` words in front of it (the run loop keeps
+    its layout table there, so one array argument reaches the compiled exit path)."""
+    return np.zeros(prefix + VCPU_STAT_WORDS, np.int64)
 
 
 def log_hist_update(stat: np.ndarray, base: int, value: int) -> None:

@@ -265,7 +265,7 @@ class KvmVcpuArch:
         self.mv = memoryview(vcpu.run_map).cast("B")
         self.mv64 = self.mv[:4096].cast("Q")
         self.last_code = None
-        self.lay = LAY
+        self.lay = vcpu.statbuf                 # layout table + stats (see kvm_run)
         self.cpuid_entries = []
         self.has_run = False
         self.pending = 0                                # 1 IN, 2 MMIO read awaiting the VMM

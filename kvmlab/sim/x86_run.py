@@ -29,6 +29,7 @@ from .kvm_run import DEV_APIC, DEV_MMIO, DEV_PIO, FAST_USER, complete_from_page,
 
 EXIT_IO, EXIT_MMIO, EXIT_HLT, EXIT_BUDGET = L.EXIT_IO, L.EXIT_MMIO, L.EXIT_HLT, L.EXIT_BUDGET
 EXIT_IRQ_WINDOW, EXIT_DEBUG = L.EXIT_IRQ_WINDOW, L.EXIT_DEBUG
+REQ_IRQ_WIN = L.REQ_IRQ_WIN
 EXITS, IO_EXITS, MMIO_EXITS, HALT_EXITS = S.EXITS, S.IO_EXITS, S.MMIO_EXITS, S.HALT_EXITS
 _EINTR = errno.EINTR
 
@@ -38,6 +39,7 @@ def _eintr(msg="KVM_RUN was interrupted (immediate_exit, a kick or a signal)"):
 
 
 def kvm_arch_vcpu_ioctl_run(self):
+    """KVM_RUN (vcpu->mutex held for the whole call, as in kvm_vcpu_ioctl)."""
     with self.vcpu.mutex:
         return _run(self)
 
@@ -89,14 +91,14 @@ def _run(self):
         self.check_entry = False
     if apic is None:
         # userspace asks for an interrupt window (only without an in-kernel LAPIC)
-        st[L.REQ_IRQ_WIN] = mv[0]
+        if mv[0] or st[REQ_IRQ_WIN]:
+            st[REQ_IRQ_WIN] = mv[0]
         budget = self.BUDGET
     else:
         budget = self.BUDGET_IRQCHIP
     pm = self.pm_arr
     page = self.page
     lay = self.lay
-    stat = v.stat
     tr = kvm.trace
     try:
         while True:
@@ -106,13 +108,13 @@ def _run(self):
                 code = _traced_run(self, budget)
             else:
                 code = core_run(st, pm, budget)
-            r = fast_exit(st, page, lay, stat, code, arch.devmask)
+            r = fast_exit(st, page, lay, code, arch.devmask)
             if r >= FAST_USER:
                 self.pending = r - FAST_USER
                 self.last_code = code
                 return _out(self, valid) if valid else 0
             if code == EXIT_BUDGET:
-                stat[S.IRQ_EXITS] += 1
+                v.stat[S.IRQ_EXITS] += 1
                 if self.kicked:
                     return _intr(self, valid)
                 if kvm.irqfds.items:
