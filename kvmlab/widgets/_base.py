@@ -75,6 +75,11 @@ class View:
     def text(self) -> str:
         raise NotImplementedError
 
+    def signature(self):
+        """A value that changes when the text form would (the live refresher compares it
+        after an idle capture); views with a costly text form return something cheaper."""
+        return self.text()
+
     def _build(self):
         import ipywidgets as W
         return W.HTML()
@@ -199,9 +204,9 @@ class Live:
         if self.view.poll():
             self.dirty = True
         if self.view.uses_vcpu and (h is None or h.done) and self.idle_throttle.ready(now):
-            before = self.view.text()      # e.g. after a machine.run() in another cell
+            before = self.view.signature()     # e.g. after a machine.run() in another cell
             self.view.capture()
-            self.dirty = self.dirty or self.view.text() != before
+            self.dirty = self.dirty or self.view.signature() != before
         if self.dirty and self.draw_throttle.ready(now):
             self.dirty = False
             self.view.show()

@@ -111,6 +111,10 @@ class ExitMonitor(View):
             if vcpu_idle(v):
                 self._sregs[i] = v.get_sregs()
 
+    def signature(self):
+        regs = tuple((k, s.cr0, s.cr3, s.cs.base) for k, s in sorted(self._sregs.items()))
+        return self._seen, self.selected, self.selected_vcpu, regs
+
     def poll(self) -> bool:
         n = sum(len(r) for r in self._lists().values())
         changed, self._seen = n != self._seen, n
