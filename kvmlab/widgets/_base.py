@@ -63,6 +63,7 @@ class View:
         self.vcpu_index = vcpu
         self._widget = None
         self._live: Live | None = None
+        self._lock = threading.RLock()      # the live thread and button callbacks both redraw
 
     # -------------------------------------------------------------- for subclasses
     def capture(self) -> None:
@@ -111,16 +112,18 @@ class View:
 
     def show(self) -> None:
         """Redraw the widget from the current state (if it was built)."""
-        if self._widget is not None:
-            self._update()
+        with self._lock:
+            if self._widget is not None:
+                self._update()
 
     @property
     def widget(self):
         """The ipywidgets view (built on first use)."""
-        if self._widget is None:
-            self._widget = self._build()
-            self._update()
-        return self._widget
+        with self._lock:
+            if self._widget is None:
+                self._widget = self._build()
+                self._update()
+            return self._widget
 
     def live(self, machine=None, hz: float | None = None) -> "View":
         """Keep this view moving while ``machine`` (default: the one given to the
