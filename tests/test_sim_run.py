@@ -327,3 +327,46 @@ def test_ctrl_c_while_the_guest_spins_raises_keyboardinterrupt_with_exit_intr():
     with pytest.raises(KeyboardInterrupt):
         v.run()
     assert v.kvm_run.exit_reason == kvmlab.KVM_EXIT_INTR
+
+
+# -- deterministic mode ------------------------------------------------------------------------------
+def _two_counters(deterministic):
+    src = """
+    mov ecx, 3000
+1:  inc dword ptr [bx]
+    dec ecx
+    jnz 1b
+    mov ax, [0x3000]
+    mov dx, [0x3004]
+    out 0x80, ax
+    hlt
+"""
+    kvm, vm, mem, (a, b), prog = real_mode_vm(src, vcpus=2)
+    if deterministic:
+        kvm.backend.set_deterministic(vm.fd)
+    a.set_regs(rip=prog.entry, rsp=0x8000, rflags=2, rbx=0x3000)
+    s = b.get_sregs()
+    s.cs.base = s.cs.selector = 0
+    b.set_sregs(s)
+    b.set_regs(rip=prog.entry, rsp=0x7000, rflags=2, rbx=0x3004)
+    return kvm, vm, mem, a, b
+
+
+def test_deterministic_mode_runs_every_vcpu_in_the_calling_thread_round_robin():
+    kvm, vm, mem, a, b = _two_counters(True)
+    ex = a.run()                     # vCPU 1 runs too, in this thread, 1000 instructions a turn
+    assert ex.reason == EXIT
+    seen_by_a = struct.unpack("<H", ex.data)[0]
+    assert 0 < int.from_bytes(mem.read(0x3004, 4), "little") <= 3000
+    ex_b = b.run()                   # its exit was parked while vCPU 0 ran
+    assert ex_b.reason == EXIT
+    assert a.run().reason == kvmlab.KVM_EXIT_HLT and b.run().reason == kvmlab.KVM_EXIT_HLT
+    # and the interleaving is the same every time
+    kvm2, vm2, mem2, a2, b2 = _two_counters(True)
+    assert struct.unpack("<H", a2.run().data)[0] == seen_by_a
+
+
+def test_without_deterministic_mode_a_vcpu_runs_only_in_its_own_kvm_run():
+    kvm, vm, mem, a, b = _two_counters(False)
+    assert a.run().reason == EXIT
+    assert int.from_bytes(mem.read(0x3004, 4), "little") == 0

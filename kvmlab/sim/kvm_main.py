@@ -289,6 +289,14 @@ class SimBackend:
         """The VMX exit reason / SVM exit code of the vCPU's last exit."""
         return self.vcpu_of(vcpu_fd).arch.last_hw_exit
 
+    def set_deterministic(self, vm_fd, on=True):
+        """Deterministic mode for one VM: KVM_RUN on any of its vCPUs runs all of them in
+        the calling thread, round-robin (see ``x86_run._run_round_robin``)."""
+        f = self._file(vm_fd)
+        if not isinstance(f, KvmVmFile):
+            raise OSError(errno.EINVAL, f"fd {vm_fd} is not a VM fd")
+        f.kvm.arch.deterministic = bool(on)
+
     def entry_failure_rule(self, vcpu_fd):
         """After KVM_EXIT_FAIL_ENTRY: the sentence naming the VM-entry rule that failed
         (kvmlab extension; also NUL-terminated in the kvm_run page at offset 48)."""

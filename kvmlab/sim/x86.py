@@ -275,6 +275,8 @@ class KvmVcpuArch:
         self.mp_state = U.KVM_MP_STATE_RUNNABLE
         self.kicked = False
         self.wake = threading.Event()
+        self.parked = None          # deterministic mode: errno (0 = an exit) waiting for KVM_RUN
+        self.waiting_user = False   # its last exit went to userspace and it was not re-entered
         self.guest_debug = 0
         self.mce = {self.MCG_CAP: 32, self.MCG_STATUS: 0, self.MCG_CTL: 0}
         if kvm.arch.irqchip_in_kernel():
@@ -307,6 +309,9 @@ class KvmVcpuArch:
     def kvm_vcpu_kick_event(self):
         """``kvm_vcpu_kick`` after KVM_REQ_EVENT: re-evaluate interrupts (no userspace exit)."""
         self.wake.set()
+        if self.kvm.arch.deterministic:
+            for v in self.kvm.vcpu_array.values():     # the scheduler sleeps on any vCPU
+                v.arch.wake.set()
 
     def destroy(self):
         self.kick()

@@ -41,6 +41,9 @@ def _eintr(msg="KVM_RUN was interrupted (immediate_exit, a kick or a signal)"):
 def kvm_arch_vcpu_ioctl_run(self):
     """KVM_RUN (vcpu->mutex held for the whole call, as in kvm_vcpu_ioctl)."""
     with self.vcpu.mutex:
+        if self.parked is not None:
+            return _deliver_parked(self)
+        self.waiting_user = False
         return _run(self)
 
 
@@ -96,6 +99,8 @@ def _run(self):
         budget = self.BUDGET
     else:
         budget = self.BUDGET_IRQCHIP
+    if arch.deterministic:
+        return _run_round_robin(self, valid)
     pm = self.pm_arr
     page = self.page
     lay = self.lay
@@ -493,6 +498,8 @@ def _halt_in_kernel(self):
     """HLT with an in-kernel LAPIC: no exit; the vCPU sleeps (mp_state HALTED) until an
     interrupt it can take arrives (or a signal: EINTR / KVM_EXIT_INTR)."""
     self.mp_state = U.KVM_MP_STATE_HALTED
+    if self.kvm.arch.deterministic:
+        return None                      # the round-robin scheduler skips it until runnable
     if not self._blocked_until_runnable():
         _intr_fill(self)
         raise _eintr("KVM_RUN was interrupted while the vCPU was halted (KVM_EXIT_INTR)")
@@ -555,3 +562,114 @@ def entry_state(self):
                 gs=seg(L.GS), tr=seg(L.TR), ldt=seg(L.LDTR), cr0=int(st[L.CR0]),
                 cr4=int(st[L.CR4]), efer=int(st[L.EFER]), rflags=int(st[L.RFLAGS]),
                 dr6=int(st[L.DR6]) & (2 ** 64 - 1), dr7=int(st[L.DR7]) & (2 ** 64 - 1))
+
+
+# -- deterministic mode: every vCPU of the VM in the calling thread, round-robin ---------------
+QUANTUM = 1000          # instructions per vCPU per turn
+
+
+def _deliver_parked(self):
+    """A vCPU that exited to userspace while another vCPU's KVM_RUN was scheduling it: its
+    kvm_run page is already filled; its own KVM_RUN returns that exit now."""
+    err = self.parked
+    self.parked = None
+    self.waiting_user = True
+    if err:
+        raise OSError(err, "KVM_RUN (deterministic mode): this vCPU's run ended with "
+                           f"{errno.errorcode.get(err, err)} while another vCPU was running")
+    return 0
+
+
+def _slice(o):
+    """One turn of vCPU ``o``: 'user' (an exit for userspace is in its kvm_run page),
+    'ran' (it executed), or 'idle' (halted / waiting for SIPI)."""
+    apic = o.apic
+    kvm = o.kvm
+    if apic is not None:
+        with kvm.irq_lock:
+            if apic.timer_deadline:
+                apic.check_timer(time.monotonic_ns())
+            if apic.pending_events:
+                _accept_events(o)
+            if o.mp_state in (U.KVM_MP_STATE_UNINITIALIZED, U.KVM_MP_STATE_INIT_RECEIVED):
+                return "idle"
+            if o.mp_state == U.KVM_MP_STATE_HALTED:
+                if not _runnable(o):
+                    return "idle"
+                o.mp_state = U.KVM_MP_STATE_RUNNABLE
+                o.st[L.HALTED] = 0
+        _irqchip_entry(o)
+    if o.check_entry:
+        why = o.ops.check_entry(entry_state(o))
+        if why is not None:
+            _fail_entry(o, why, 0)
+            return "user"
+        o.check_entry = False
+    if kvm.trace.on:
+        code = _traced_run(o, QUANTUM)
+    else:
+        code = core_run(o.st, o.pm_arr, QUANTUM)
+    r = fast_exit(o.st, o.page, o.lay, code, kvm.arch.devmask)
+    if r >= FAST_USER:
+        o.pending = r - FAST_USER
+        o.last_code = code
+        return "user"
+    if code == EXIT_BUDGET:
+        o.vcpu.stat[S.IRQ_EXITS] += 1
+        return "ran"
+    return "user" if _handle_exit(o, code) is not None else "ran"
+
+
+def _run_round_robin(self, valid):
+    """``SimBackend(deterministic=True)``: KVM_RUN on one vCPU runs every vCPU of the VM
+    that is not waiting for userspace, in vcpu_idx order, QUANTUM instructions each, in
+    this thread.  It returns when the calling vCPU has an exit; another vCPU's exit is
+    parked in its own kvm_run page and returned by its next KVM_RUN.  The interleaving
+    depends only on the guest and the order of KVM_RUN calls, never on host timing."""
+    kvm = self.kvm
+    try:
+        while True:
+            busy = False
+            for vc in kvm.vcpus():
+                o = vc.arch
+                if o is not self and (o.parked is not None or o.waiting_user):
+                    continue
+                if o is not self and not vc.mutex.acquire(blocking=False):
+                    continue
+                try:
+                    r = _slice(o)
+                except OSError as e:
+                    if o is self:
+                        raise
+                    o.parked = e.errno
+                    continue
+                finally:
+                    if o is not self:
+                        vc.mutex.release()
+                if r == "user":
+                    if o is self:
+                        self.waiting_user = True
+                        return _out(self, valid)
+                    o.parked = 0
+                    if o.mv64[36]:
+                        _sync_regs_out(o, o.mv64[36])
+                elif r == "ran":
+                    busy = True
+            if self.kicked:
+                return _intr(self, valid)
+            if kvm.irqfds.items:
+                kvm.irqfds.drain()
+            if not busy:
+                # everybody is halted: sleep until an interrupt, a timer or a kick
+                timeout = 0.01
+                for vc in kvm.vcpus():
+                    a = vc.arch.apic
+                    if a is not None and a.timer_deadline:
+                        timeout = min(timeout, max(0.0, (a.timer_deadline -
+                                                         time.monotonic_ns()) / 1e9))
+                self.wake.wait(timeout)
+                self.wake.clear()
+    except KeyboardInterrupt:
+        _intr_fill(self)
+        _out(self, valid)
+        raise
