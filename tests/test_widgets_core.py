@@ -233,9 +233,9 @@ def test_the_exit_monitor_lists_the_kernel_trace_events_that_led_to_an_exit(mach
         ev("kvm_exit", reason="HLT", code=12)])
     mon = ExitMonitor(machine)
     mon.vm = types.SimpleNamespace(kernel=types.SimpleNamespace(trace=trace), slots=machine.vm.slots)
-    assert mon.kernel_events(0) == ["kvm_entry: rip=0x1000", "kvm_pio: rw=write port=0x3f8 size=0x1",
-                                    "kvm_exit: reason=IO_INSTRUCTION code=0x1e"]
-    assert mon.kernel_events(1) == ["kvm_entry: rip=0x1007", "kvm_exit: reason=HLT code=0xc"]
+    assert mon.kernel_events(0) == ["  kvm_entry: rip=0x1000", "  kvm_pio: rw=write port=0x3f8 size=0x1",
+                                    "> kvm_exit: reason=IO_INSTRUCTION code=0x1e", "  kvm_entry: rip=0x1007"]
+    assert mon.kernel_events(1) == ["  kvm_entry: rip=0x1007", "> kvm_exit: reason=HLT code=0xc"]
     assert mon.kernel_events(5) == []
     trace.on = False
     assert "trace is off" in mon.kernel_events(0)[0]

@@ -193,8 +193,10 @@ class ExitMonitor(View):
             return None       # hw: the kernel's tracepoints are not ours to read
 
     def kernel_events(self, index: int, vcpu: int = 0) -> list[str] | None:
-        """Hook: the simulated kernel's trace events between the previous exit and this one
-        (``vm.kernel.trace``, when the simulator records one); None where there is none."""
+        """Hook: the simulated kernel's trace events around exit ``index``: from the previous
+        ``kvm_exit`` to the next ``kvm_entry`` (which completes this exit), this exit's
+        ``kvm_exit`` marked ``>``.  From ``vm.kernel.trace`` when the simulator records one;
+        None where there is none (hw)."""
         trace = self._kernel_trace()
         if trace is None:
             return None
@@ -205,9 +207,11 @@ class ExitMonitor(View):
         ends = [i for i, e in enumerate(events) if e.name == "kvm_exit"]
         if index >= len(ends):
             return []
-        lo = ends[index - 1] + 1 if index else 0
-        return [f"{e.name}: " + " ".join(f"{k}={v:#x}" if isinstance(v, int) and not isinstance(v, bool) else f"{k}={v}"
-                                          for k, v in e.fields.items()) for e in events[lo:ends[index] + 1]]
+        lo, here = (ends[index - 1] + 1 if index else 0), ends[index]
+        hi = next((i for i in range(here + 1, len(events)) if events[i].name == "kvm_entry"), here)
+        return [("> " if i == here else "  ") + f"{events[i].name}: " + " ".join(
+            f"{k}={v:#x}" if isinstance(v, int) and not isinstance(v, bool) else f"{k}={v}"
+            for k, v in events[i].fields.items()) for i in range(lo, hi + 1)]
 
     def select(self, index: int, vcpu: int = 0) -> "ExitMonitor":
         """Show exit ``index`` of ``vcpu`` in detail (in the text form and the widget)."""
