@@ -81,3 +81,14 @@ def test_an_error_in_the_run_thread_is_raised_by_wait(machine):
     h = machine.start(trace=boom)
     with pytest.raises(ValueError, match="boom"):
         h.wait(timeout=30)
+
+
+def test_a_long_run_keeps_the_first_records_but_counts_every_exit(machine):
+    from kvmlab.widgets import ExitMonitor
+    machine.load(asm.assemble(SPIN.replace("1:      jmp 1b", "1:      out 0xe9, al\n        jmp 1b"), base=0x1000))
+    mon = ExitMonitor(machine)
+    h = machine.start(timeout=None, max_exits=50, max_records=10)
+    r = h.wait(timeout=30)
+    assert r.stop_reason == "max_exits" and h.total == 50 and len(h.exits) == 10
+    assert h.counts == {"IO": 50} == r.exit_counts
+    assert mon.counts_text().splitlines()[0] == "exits: 50 (the first 10 kept for the timeline)"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections import Counter
 
 from ..uapi import ExitReason
 from .state import regs_dict, sregs_dict
@@ -46,16 +47,24 @@ def current(machine, vcpu: int = 0):
 class RunHandle:
     """One :meth:`Machine.run` in a background thread.  Make it with ``machine.start()``.
 
-    ``exits``: the exit records so far (appended by the run thread); ``result``: the
+    ``exits``: the exit records so far (appended by the run thread; the first
+    ``max_records`` are kept, ``counts`` counts every exit by reason); ``result``: the
     RunResult once finished; ``error``: the exception the run raised, if any.
-    ``listeners``: callables ``fn(record)`` called in the run thread after each exit.
+    ``listeners``: callables ``fn(record)`` called in the run thread after each exit (and
+    ``fn(None)`` when the run ends).  Interrupting the Jupyter kernel does not reach a
+    background run: call ``stop()``.  ``Machine.run``'s ``timeout`` (10 s) applies too:
+    pass ``timeout=None`` for a guest that should run until stopped.
     """
 
-    def __init__(self, machine, *, vcpu: int = 0, record_regs: bool = True, trace=None, **run_kwargs):
+    def __init__(self, machine, *, vcpu: int = 0, record_regs: bool = True, trace=None,
+                 max_records: int = 200_000, **run_kwargs):
         self.machine = machine
         self.vcpu = vcpu
         self.record_regs = record_regs
+        self.max_records = max_records
         self.exits: list[dict] = []
+        self.counts: Counter = Counter()
+        self.total = 0
         self.result = None
         self.error: BaseException | None = None
         self.listeners: list = []
@@ -119,7 +128,9 @@ class RunHandle:
         return vcpus[self.vcpu] if self.vcpu < len(vcpus) else None
 
     def _trace(self, ex, action) -> None:
-        rec = {"index": len(self.exits), "vcpu": self.vcpu}
+        rec = {"index": self.total, "vcpu": self.vcpu}
+        self.total += 1
+        self.counts[action.record["reason"]] += 1
         v = self._vcpu()
         if self.record_regs and v is not None:
             rec["rip"] = int(v.get_regs().rip)
@@ -127,7 +138,8 @@ class RunHandle:
             if code is not None:
                 rec["hardware_exit_code"] = code
         rec.update(action.record)
-        self.exits.append(rec)
+        if len(self.exits) < self.max_records:
+            self.exits.append(rec)
         if self._trace_fn is not None:
             self._trace_fn(ex, action)
         for fn in list(self.listeners):
@@ -153,9 +165,7 @@ class RunHandle:
     def _stopped_result(self):
         from .machine import RunResult
         m, v = self.machine, self._vcpu()
-        counts: dict = {}
-        for r in self.exits:
-            counts[r["reason"]] = counts.get(r["reason"], 0) + 1
+        counts = dict(self.counts)
         strip = ("index", "vcpu", "rip", "hardware_exit_code")
         return RunResult(backend=m.backend, stop_reason="stopped", status=None, console=m.console.text,
                          exits=[{k: x for k, x in r.items() if k not in strip} for r in self.exits],
@@ -165,4 +175,4 @@ class RunHandle:
     def __repr__(self) -> str:
         state = "running" if self.running else (self.result.stop_reason if self.result else
                                                  ("error" if self.error else "not started"))
-        return f"<RunHandle vcpu={self.vcpu} {state} exits={len(self.exits)}>"
+        return f"<RunHandle vcpu={self.vcpu} {state} exits={self.total}>"

@@ -116,7 +116,8 @@ class ExitMonitor(View):
         return self._seen, self.selected, self.selected_vcpu, regs
 
     def poll(self) -> bool:
-        n = sum(len(r) for r in self._lists().values())
+        handles = background.handles_of(self.machine)
+        n = sum(handles[v].total if v in handles else len(r) for v, r in self._lists().items())
         changed, self._seen = n != self._seen, n
         return changed
 
@@ -124,7 +125,12 @@ class ExitMonitor(View):
     def counts(self) -> Counter:
         """Exits by reason over all vCPUs (counted incrementally: a long run stays cheap)."""
         total: Counter = Counter()
+        handles = background.handles_of(self.machine)
         for vcpu, recs in self._lists().items():
+            h = handles.get(vcpu)
+            if h is not None:                       # a background run counts every exit
+                total.update(dict(h.counts))
+                continue
             src, n, c = self._counted.get(vcpu, (None, 0, Counter()))
             if src is not recs or n > len(recs):
                 src, n, c = recs, 0, Counter()
@@ -138,7 +144,9 @@ class ExitMonitor(View):
         c = self.counts()
         rows = sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))
         width = max([len(k) for k in c] + [6])
-        return "\n".join([f"exits: {sum(c.values())}"] + [f"  {k:<{width}} {v:>3}" for k, v in rows])
+        n, kept = sum(c.values()), sum(len(r) for r in self._lists().values())
+        head = f"exits: {n}" + (f" (the first {kept} kept for the timeline)" if kept < n else "")
+        return "\n".join([head] + [f"  {k:<{width}} {v:>3}" for k, v in rows])
 
     def timeline_text(self, limit: int = 12) -> str:
         lines = []
