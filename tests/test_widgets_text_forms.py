@@ -73,3 +73,20 @@ def test_images_are_rendered_at_most_a_few_times_a_second_while_the_guest_runs()
             assert mon.plot_due() and not mon.plot_due()
         finally:
             h.stop()
+
+
+def test_text_forms_need_neither_ipywidgets_nor_matplotlib():
+    import subprocess
+    import sys
+    code = ("import sys\n"
+            "from kvmlab.vmm import Machine\n"
+            "from kvmlab.widgets import ExitMonitor, Registers, MemslotMap\n"
+            "m = Machine.from_file('guests/hello.S', backend='auto')\n"
+            "views = [ExitMonitor(m), Registers(m), MemslotMap(m)]\n"
+            "m.run(trace=views[0].trace)\n"
+            "print(all(str(v.refresh()) for v in views))\n"
+            "print(sorted(k for k in ('ipywidgets', 'matplotlib') if k in sys.modules))\n")
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "[]"]
