@@ -253,6 +253,8 @@ class ExitMonitor(View):
         if uniq:
             ax.legend(uniq.values(), uniq.keys(), loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
         ax.set_xlabel("exit number")
+        from matplotlib.ticker import MaxNLocator
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_yticks(sorted(self._lists()) or [0])
         ax.set_yticklabels([f"vCPU {v}" for v in sorted(self._lists())] or ["vCPU 0"])
         fig.tight_layout()

@@ -114,23 +114,25 @@ class MemslotMap(View):
 
     # -------------------------------------------------------------- widget
     def plot(self):
-        """Regions as equal-width boxes (sizes differ by orders of magnitude), dirty pages
-        of each dirty-logged slot as a strip underneath."""
+        """Regions as equal-width boxes (sizes differ by orders of magnitude); under each
+        dirty-logged slot, its pages as a strip (dark red: dirtied since the last read)."""
         regions = self.regions()
-        fig = html.figure(9, 1.6 + 0.4 * len(self.dirty))
+        fig = html.figure(9, 1.8)
         ax = fig.add_subplot(1, 1, 1)
         for i, (start, end, kind, label) in enumerate(regions):
             ax.barh(1, 1, left=i, color=COLORS[kind], edgecolor="#333333")
-            ax.text(i + 0.5, 1, f"{label or kind}\n{start:#x}\n{_size(end - start)}", ha="center", va="center",
-                    fontsize=7)
-        for row, slot in enumerate(sorted(self.dirty), start=1):
-            s = self.vm.slots.get(slot)
-            n = max(1, s.memory_size // 4096) if s else 1
-            for p in self.dirty[slot]:
-                ax.barh(-row * 0.6 + 0.5, len(regions) / n, left=p * len(regions) / n, height=0.4,
-                        color="#d62728" if p in self.last_dirty.get(slot, ()) else "#f4a3a3")
-            ax.text(-0.1, -row * 0.6 + 0.5, f"slot {slot} dirty", ha="right", va="center", fontsize=7)
-        ax.set_xlim(-1.2 if self.dirty else 0, len(regions))
+            ax.text(i + 0.5, 1, f"{label or kind}\n{start:#x}\n{_approx(end - start)}", ha="center",
+                    va="center", fontsize=7)
+            if kind in ("RAM", "ROM") and int(label.split()[1]) in self.dirty:
+                slot = int(label.split()[1])
+                n = max(1, (end - start) // 4096)
+                ax.barh(0.3, 1, left=i, height=0.3, color="#f7f7f7", edgecolor="#999999")
+                for p in self.dirty[slot]:
+                    ax.barh(0.3, 1 / n, left=i + p / n, height=0.3,
+                            color="#d62728" if p in self.last_dirty.get(slot, ()) else "#f4a3a3")
+                ax.text(i + 0.5, 0.05, "dirty pages", ha="center", va="center", fontsize=6)
+        ax.set_xlim(0, len(regions))
+        ax.set_ylim(-0.1, 1.5)
         ax.axis("off")
         fig.tight_layout()
         return fig
@@ -145,3 +147,12 @@ class MemslotMap(View):
         if self.plot_due():
             self._image.value = html.png(self.plot())
         self._text.value = html.pre(self.text())
+
+
+def _approx(n: int) -> str:
+    """A size for a label: ``2M``, ``3.2G`` (exact sizes are in the text form)."""
+    for unit, size in (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if n >= size:
+            v = n / size
+            return f"{v:.0f}{unit}" if v == int(v) or v >= 100 else f"{v:.1f}{unit}"
+    return f"{n}"
