@@ -370,3 +370,43 @@ def test_without_deterministic_mode_a_vcpu_runs_only_in_its_own_kvm_run():
     kvm, vm, mem, a, b = _two_counters(False)
     assert a.run().reason == EXIT
     assert int.from_bytes(mem.read(0x3004, 4), "little") == 0
+
+
+def test_the_in_kernel_pit_drives_irq0_through_the_programmed_pic_periodically():
+    src = """
+    mov al, 0x11
+    out 0x20, al                        ; ICW1
+    mov al, 0x20
+    out 0x21, al                        ; ICW2: IRQ0 -> vector 0x20
+    mov al, 4
+    out 0x21, al                        ; ICW3
+    mov al, 1
+    out 0x21, al                        ; ICW4
+    mov al, 0xFE
+    out 0x21, al                        ; OCW1: only IRQ0
+    mov al, 0x34
+    out 0x43, al                        ; counter 0, lo/hi, mode 2 (rate generator)
+    mov al, 0xA9
+    out 0x40, al
+    mov al, 0x04
+    out 0x40, al                        ; 0x4A9 = 1193 ticks = 1 ms
+    sti
+idle:
+    hlt
+    jmp idle
+isr:
+    mov al, 0x20
+    out 0xEE, al
+    out 0x20, al                        ; EOI
+    iret
+"""
+    kvm, vm, mem, v, prog = real_mode_vm(src, irqchip=True, ivt={0x20: "isr"})
+    vm.create_pit2()
+    t0 = time.monotonic()
+    for _ in range(5):
+        ex = run(v)
+        assert (ex.reason, ex.port, ex.data) == (EXIT, 0xEE, b"\x20")
+    assert time.monotonic() - t0 >= 0.004
+    assert "i8254" in [r.dev.name for r in vm.kernel.pio_bus]
+    st = v.stats()
+    assert st["exits"] > 5 and st["irq_injections"] >= 5

@@ -144,6 +144,7 @@ class KernelView:
             "irqchip_mode": ("none", "kernel", "split")[a.irqchip_mode],
             "vpic": repr(a.vpic) if a.vpic is not None else None,
             "vioapic": repr(a.vioapic) if a.vioapic is not None else None,
+            "vpit": repr(a.vpit) if a.vpit is not None else None,
         })
 
     @property

@@ -48,11 +48,13 @@ def user_buf(arg, size: int, what: str):
         raise OSError(errno.EFAULT, f"{what}: pass a ctypes structure or a bytearray, not "
                       f"{type(arg).__name__}") from None
     if mv.readonly:
-        mv = mv.cast("B") if mv.format != "B" or mv.ndim != 1 else mv
+        # like fcntl.ioctl with an immutable buffer: the kernel works on a copy, so whatever
+        # it writes back is not seen by the caller
+        mv = memoryview(bytearray(mv.cast("B") if mv.format != "B" or mv.ndim != 1 else mv))
         if len(mv) < size:
             raise OSError(errno.EFAULT, f"{what}: argument is {len(mv)} bytes, the struct has "
                           f"{size}")
-        return mv           # read-only input is fine for _IOW requests
+        return mv
     if mv.ndim != 1 or mv.format != "B":
         mv = mv.cast("B")
     if len(mv) < size:
@@ -492,6 +494,9 @@ _VM_IOCTLS = {
     U.KVM_IRQ_LINE_STATUS: vm_arch("irq_line_status"),
     U.KVM_GET_IRQCHIP: vm_arch("get_irqchip"),
     U.KVM_SET_IRQCHIP: vm_arch("set_irqchip"),
+    U.KVM_SET_GSI_ROUTING: vm_arch("set_gsi_routing"),
+    U.KVM_SIGNAL_MSI: vm_arch("signal_msi"),
+    U.KVM_CREATE_PIT2: vm_arch("create_pit2"),
 }
 
 

@@ -180,5 +180,8 @@ class StatsFile:
         raise OSError(errno.ENOTTY, "a binary stats fd has no ioctls; read it with pread "
                                     "(header at offset 0, see reference §15)")
 
+    def mmap(self, length, offset):
+        raise OSError(errno.ENODEV, "a binary stats fd cannot be mmapped; read it with pread")
+
     def release(self):
         self.kvm.put()

@@ -45,7 +45,8 @@ def arch_caps():
     }
     if _irqchip.AVAILABLE:
         caps.update({U.KVM_CAP_IRQCHIP: 1, U.KVM_CAP_IRQ_INJECT_STATUS: 1,
-                     U.KVM_CAP_IRQFD_RESAMPLE: 1, U.KVM_CAP_IRQ_ROUTING: 4096})
+                     U.KVM_CAP_IRQFD_RESAMPLE: 1, U.KVM_CAP_IRQ_ROUTING: 4096,
+                     U.KVM_CAP_SIGNAL_MSI: 1, U.KVM_CAP_PIT2: 1})
     return caps
 
 
@@ -61,6 +62,7 @@ class KvmArch:
         self.irqchip_mode = KVM_IRQCHIP_NONE
         self.vpic = None                     # struct kvm_pic (i8259 pair)
         self.vioapic = None                  # struct kvm_ioapic
+        self.vpit = None                     # struct kvm_pit (KVM_CREATE_PIT2)
         self.deterministic = False
         self.physmap = None                  # the core's PhysMap: the "EPT/NPT" of this VM
         self.resamplers = []
@@ -190,6 +192,50 @@ class KvmArch:
         status = self.kvm.set_irq(0, irq, level)
         struct.pack_into("<i", b, 0, status)
         return 0
+
+    def create_pit2(self, arg):
+        """KVM_CREATE_PIT2: the in-kernel 8254 (needs the in-kernel PIC)."""
+        from .irqchip.i8254 import KVM_PIT_BASE_ADDRESS, KVM_PIT_SPEAKER_DUMMY, KvmPit
+        from .iobus import KVM_PIO_BUS, kvm_io_bus_register_dev
+        from .kvm_main import user_buf
+        b = user_buf(arg, 64, "KVM_CREATE_PIT2")
+        flags = struct.unpack_from("<I", b, 0)[0]
+        with self.kvm.lock:
+            if self.vpit is not None:
+                raise OSError(errno.EEXIST, "this VM already has an in-kernel PIT")
+            if self.vpic is None:
+                raise OSError(errno.ENOENT, "KVM_CREATE_PIT2 needs the in-kernel PIC; call "
+                                            "KVM_CREATE_IRQCHIP first")
+            pit = KvmPit(self.kvm, flags)
+            with self.kvm.slots_lock:
+                kvm_io_bus_register_dev(self.kvm, KVM_PIO_BUS, KVM_PIT_BASE_ADDRESS, 4, pit)
+                if flags & KVM_PIT_SPEAKER_DUMMY:
+                    kvm_io_bus_register_dev(self.kvm, KVM_PIO_BUS, 0x61, 1, pit)
+            self.vpit = pit
+        return 0
+
+    def set_gsi_routing(self, arg):
+        from .irqchip.irq_comm import kvm_set_irq_routing
+        from .kvm_main import user_buf
+        b = user_buf(arg, 8, "KVM_SET_GSI_ROUTING")
+        return kvm_set_irq_routing(self.kvm, b)
+
+    def signal_msi(self, arg):
+        """KVM_SIGNAL_MSI: >0 delivered, 0 blocked by the guest; no destination -> EPERM
+        (the kernel returns -1)."""
+        from .irqchip.irq_comm import KVM_MSI_VALID_DEVID, kvm_set_msi
+        from .kvm_main import user_buf
+        b = user_buf(arg, 32, "KVM_SIGNAL_MSI")
+        lo, hi, data, flags = struct.unpack_from("<IIII", b, 0)
+        if not self.irqchip_in_kernel() or flags & ~KVM_MSI_VALID_DEVID:
+            raise OSError(errno.EINVAL, "KVM_SIGNAL_MSI needs an in-kernel irqchip and "
+                                        "kvm_msi.flags 0 or KVM_MSI_VALID_DEVID")
+        with self.kvm.irq_lock:
+            r = kvm_set_msi(self.kvm, lo, data)
+        if r < 0:
+            raise OSError(errno.EPERM, f"no LAPIC matches the MSI destination "
+                                       f"{(lo >> 12) & 0xFF} (KVM returns -1)")
+        return r
 
     def get_irqchip(self, arg):
         from . import irqchip

@@ -420,6 +420,9 @@ def _irqchip_entry(self):
     with kvm.irq_lock:
         if apic.timer_deadline:
             apic.check_timer(time.monotonic_ns())
+        pit = kvm.arch.vpit
+        if pit is not None and pit.timer_deadline:
+            pit.check_timer(time.monotonic_ns())
         if apic.pending_events:
             _accept_events(self)
             if self.mp_state != U.KVM_MP_STATE_RUNNABLE:
@@ -479,11 +482,16 @@ def _block(self, until):
                 now = time.monotonic_ns()
                 if apic.timer_deadline:
                     apic.check_timer(now)
+                pit = kvm.arch.vpit
+                if pit is not None and pit.timer_deadline:
+                    pit.check_timer(now)
                 if until():
                     return True
                 timeout = 0.05
                 if apic.timer_deadline:
                     timeout = min(timeout, max(0.0, (apic.timer_deadline - now) / 1e9))
+                if pit is not None and pit.timer_deadline:
+                    timeout = min(timeout, max(0.0, (pit.timer_deadline - now) / 1e9))
             self.wake.wait(timeout)
             self.wake.clear()
     finally:
@@ -589,6 +597,9 @@ def _slice(o):
         with kvm.irq_lock:
             if apic.timer_deadline:
                 apic.check_timer(time.monotonic_ns())
+            pit = kvm.arch.vpit
+            if pit is not None and pit.timer_deadline:
+                pit.check_timer(time.monotonic_ns())
             if apic.pending_events:
                 _accept_events(o)
             if o.mp_state in (U.KVM_MP_STATE_UNINITIALIZED, U.KVM_MP_STATE_INIT_RECEIVED):
