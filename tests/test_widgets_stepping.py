@@ -124,3 +124,16 @@ def test_the_page_walk_widget_walks_a_typed_address(hello64):
     pw._follow.value = None
     pw._va.value = "0x2345"
     assert pw.va == 0x2345 and "page walk of 0x2345" in pw._out.value
+
+
+def test_the_stepper_refuses_to_step_a_vcpu_that_runs_in_the_background():
+    with Machine(mode="real", backend="auto") as m:
+        m.load(asm.assemble(".code16\n_start: jmp _start", base=0x1000))
+        st = Stepper(m)
+        h = m.start(timeout=None)
+        try:
+            with pytest.raises(RuntimeError, match="running in the background"):
+                st.step()
+        finally:
+            h.stop()
+        assert st.step() == "single step" and st.rip == 0x1000

@@ -86,6 +86,9 @@ class Stepper(View):
 
     # -------------------------------------------------------------- running
     def _run(self, debug: dict, **run_kw) -> str:
+        if self.running():
+            raise RuntimeError(f"vCPU {self.vcpu_index} is running in the background: stop that run "
+                               f"(handle.stop()) before stepping")
         v = self.vcpu
         v.set_guest_debug(True, **debug)
 
