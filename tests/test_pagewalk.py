@@ -357,3 +357,12 @@ def test_the_simulator_treats_ps_in_a_pdpte_as_reserved_without_1g_pages_in_cpui
         if pw.guest_has_gbpages(vcpu):
             pytest.skip("the sim's CPUID now offers 1 GiB pages")
         assert not vcpu.translate(0x40123456).valid
+
+
+def test_a_5_level_walk_starts_at_the_pml5(mem64):
+    put(mem64, 0x6000 + 8 * 1, 0x1000 | P | RW)               # PML5[1] -> the PML4 at 0x1000
+    va = (1 << 48) | 0x1ABC                                    # canonical with 57 bits
+    w = pw.walk(mem64, va, cr0=PG_PE, cr3=0x6000, cr4=PAE | pw.CR4_LA57, efer=LONG_EFER)
+    assert w.mode == "5-level" and w.gpa == 0x8ABC
+    assert [lv.name for lv in w.levels] == ["PML5E", "PML4E", "PDPTE", "PDE", "PTE"]
+    assert pw.walk(mem64, 1 << 57, cr0=PG_PE, cr3=0x6000, cr4=PAE | pw.CR4_LA57, efer=LONG_EFER).fault.vector == 13

@@ -18,6 +18,11 @@ a :class:`Walk`: each level's entry decoded, the final guest-physical address or
 >>> walk(mem, 0x40000000, cr0=0x80000011, cr3=cr3, cr4=0x20, efer=0x500).fault.error_code
 0
 
+Two simplifications, both visible to a guest only if it changes its tables without
+telling the CPU: there is no TLB (every walk reads memory), and in PAE mode the four
+PDPTEs are read from memory (a CPU loads them when CR3 is written).  LA57 (5-level) is
+walked too.
+
 ``memory`` is a VmFd (its ``slots``), a dict of slots, a :class:`kvmlab.GuestMemory`
 (mapped at guest-physical 0) or a dict ``{gpa: GuestMemory}``.  The walker never
 prints host addresses: the second stage is shown as ``slot N + offset``.
