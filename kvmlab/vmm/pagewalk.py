@@ -510,8 +510,19 @@ def walk_vcpu(vcpu, va: int | None = None, access: str = "read", user: bool | No
     if user is None:
         user = bool(s.cr0 & 1) and (s.cs.selector & 3) == 3
     kw.setdefault("gbpages", guest_has_gbpages(vcpu))
+    kw.setdefault("maxphyaddr", guest_maxphyaddr(vcpu))
     return walk(vcpu.vm, va, cr0=s.cr0, cr3=s.cr3, cr4=s.cr4, efer=s.efer, access=access,
                 user=user, **kw)
+
+
+def guest_maxphyaddr(vcpu) -> int:
+    """The guest's physical-address width: CPUID 0x80000008 EAX[7:0] as KVM_SET_CPUID2 set
+    it, else 36 (what KVM assumes without that leaf).  Address bits above it are reserved."""
+    try:
+        entries = vcpu.get_cpuid2()
+    except Exception:   # noqa: BLE001 - a backend without KVM_GET_CPUID2
+        return 52
+    return next((e.eax & 0xFF for e in entries if e.function == 0x80000008 and e.eax & 0xFF), 36)
 
 
 def guest_has_gbpages(vcpu) -> bool:
@@ -528,4 +539,5 @@ def map_vcpu(vcpu, **kw) -> list[Range]:
     """:func:`address_space_map` with the vCPU's control registers and its VM's memslots."""
     s = vcpu.get_sregs()
     kw.setdefault("gbpages", guest_has_gbpages(vcpu))
+    kw.setdefault("maxphyaddr", guest_maxphyaddr(vcpu))
     return address_space_map(vcpu.vm, cr0=s.cr0, cr3=s.cr3, cr4=s.cr4, efer=s.efer, **kw)

@@ -62,12 +62,12 @@ class PageWalk(View):
             self.va = (0 if bits64 else s.cs.base) + int(self.vcpu.get_regs().rip)
         elif self.follow == "cr2":
             self.va = int(s.cr2)
-        gb = walker.guest_has_gbpages(self.vcpu)
+        cpu = {"gbpages": walker.guest_has_gbpages(self.vcpu), "maxphyaddr": walker.guest_maxphyaddr(self.vcpu)}
         self.walk = walker.walk(self.vm, self.va, cr0=s.cr0, cr3=s.cr3, cr4=s.cr4, efer=s.efer,
-                                access=self.access, gbpages=gb)
+                                access=self.access, **cpu)
         self.translation = self.vcpu.translate(self.va)
         self.map = walker.address_space_map(self.vm, cr0=s.cr0, cr3=s.cr3, cr4=s.cr4, efer=s.efer,
-                                            gbpages=gb) if self.show_map else []
+                                            **cpu) if self.show_map else []
 
     def goto(self, va: int | None = None, follow: str | None = None, access: str | None = None) -> "PageWalk":
         """Walk another address (or follow "rip" / "cr2"); returns the view."""
