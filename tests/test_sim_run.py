@@ -410,3 +410,20 @@ isr:
     assert "i8254" in [r.dev.name for r in vm.kernel.pio_bus]
     st = v.stats()
     assert st["exits"] > 5 and st["irq_injections"] >= 5
+
+
+def test_vcpu_stats_count_exits_by_kind_like_the_kernel():
+    kvm, vm, mem, v, prog = real_mode_vm("""
+    mov cx, 10
+1:  out 0x80, al
+    loop 1b
+    mov ax, 0x9000
+    mov es, ax
+    mov byte ptr es:[0], 1
+    hlt""", mem_size=0x80000)
+    for _ in range(12):
+        ex = run(v)
+    assert ex.reason == kvmlab.KVM_EXIT_HLT
+    st = v.stats()
+    assert (st["exits"], st["io_exits"], st["mmio_exits"], st["halt_exits"]) == (12, 10, 1, 1)
+    assert st["insn_emulation"] == 11 and st["signal_exits"] == 0

@@ -131,6 +131,7 @@ class KernelView:
         v = self._kvm.get_vcpu_by_id(vcpu_id)
         if v is None:
             raise KeyError(f"no vCPU {vcpu_id} in this VM")
+        v.arch.sync_core_stats()
         return types.MappingProxyType(S.as_dict(v.stat, S.VCPU_STATS_STORAGE))
 
     @property

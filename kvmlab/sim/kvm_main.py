@@ -505,7 +505,8 @@ _VM_IOCTLS = {
 # --------------------------------------------------------------------------------------
 def vcpu_get_stats_fd(v, arg):
     v.kvm.get()
-    return v.kvm.backend._install(S.StatsFile(v.kvm, v.stats_id, S.VCPU_DESCS, v.stat))
+    return v.kvm.backend._install(S.StatsFile(v.kvm, v.stats_id, S.VCPU_DESCS, v.stat,
+                                              refresh=v.arch.sync_core_stats))
 
 
 def vcpu_arch(name):

@@ -153,8 +153,9 @@ class StatsFile:
 
     kind = "stats"
 
-    def __init__(self, kvm, ident: str, descs, data: np.ndarray):
+    def __init__(self, kvm, ident: str, descs, data: np.ndarray, refresh=None):
         self.kvm = kvm
+        self.refresh = refresh
         self.ident = ident
         self.descs = descs
         self.data = data
@@ -173,6 +174,8 @@ class StatsFile:
     def pread(self, length: int, offset: int) -> bytes:
         if length < 0 or offset < 0:
             raise OSError(errno.EINVAL, "pread on a stats fd needs a non-negative length and offset")
+        if self.refresh is not None:
+            self.refresh()
         blob = self.static + self.data.tobytes()
         return blob[offset:offset + length]
 

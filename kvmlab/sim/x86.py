@@ -118,6 +118,11 @@ class KvmArch:
             self._set_slot(new)
         for v in self.kvm.vcpu_array.values():
             v.arch.request_tlb_flush()
+        if old is not None:
+            # kvm_flush_remote_tlbs: deleting or moving a slot zaps its translations
+            from . import stats as _S
+            self.kvm.stat[_S.VM_STAT["remote_tlb_flush"]] += 1
+            self.kvm.stat[_S.VM_STAT["remote_tlb_flush_requests"]] += 1
 
     def update_coalesced(self):
         pm = self.physmap
@@ -343,6 +348,17 @@ class KvmVcpuArch:
 
     def apic_base(self):
         return int(self.st[L.M_APIC_BASE])
+
+    def sync_core_stats(self):
+        """Copy the counters the CPU core keeps (guest page faults, TLB flushes, INVLPG)
+        into ``struct kvm_vcpu_stat``.  The sim has no shadow MMU: every page fault the core
+        raises is a guest #PF, so pf_taken = pf_guest."""
+        cs = self.st[L.STAT:L.STAT + L.STAT_N]
+        stat = self.vcpu.stat
+        stat[S.PF_GUEST] = cs[L.ST_PF]
+        stat[S.PF_TAKEN] = cs[L.ST_PF]
+        stat[S.TLB_FLUSH] = cs[L.ST_TLB_FLUSH]
+        stat[S.INVLPG] = cs[L.ST_INVLPG]
 
     def request_tlb_flush(self):
         self.vcpu.requests |= 1
