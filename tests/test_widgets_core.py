@@ -248,3 +248,15 @@ def test_the_exit_monitor_has_no_kernel_events_on_hw():
     with Machine(mode="real", backend="hw") as m:
         mon = ExitMonitor(m, kernel_trace=True)
         assert mon.kernel_events(0) is None
+
+
+def test_the_exit_monitor_shows_the_newest_run_whether_background_or_traced(machine):
+    mon = ExitMonitor(machine)
+    machine.start().wait(timeout=30)
+    assert mon.counts() == {"IO": 2, "HLT": 1}
+    machine.load(asm.assemble(".code16\n_start: hlt", base=0x1000))
+    machine.run(trace=mon.trace)
+    assert mon.counts() == {"HLT": 1}
+    machine.load(asm.assemble(HELLO, base=0x1000))
+    machine.start().wait(timeout=30)
+    assert mon.counts() == {"IO": 2, "HLT": 1}

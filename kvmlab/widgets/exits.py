@@ -54,7 +54,8 @@ class ExitMonitor(View):
     exit also lists the kernel events that led to it.
 
     Records come from background runs (``machine.start()``, followed live), from
-    ``machine.run(trace=monitor.trace)``, or from ``monitor.load(result)``."""
+    ``machine.run(trace=monitor.trace)`` (traced runs add up), or from ``monitor.load(result)``;
+    the newest source of each vCPU is shown."""
 
     uses_vcpu = True
 
@@ -73,6 +74,7 @@ class ExitMonitor(View):
         self.selected_vcpu = 0
         self._sregs: dict = {}
         self._counted: dict = {}
+        self._over: dict = {}           # vCPU -> the background run that loaded records replaced
         self._seen = -1
         self.capture()
 
@@ -86,18 +88,25 @@ class ExitMonitor(View):
             rec["hardware_exit_code"] = code
         rec.update(action.record)
         self.loaded[0].append(rec)
+        self._over[0] = background.current(self.machine, 0)
 
     def load(self, result, vcpu: int = 0) -> "ExitMonitor":
         """Show the exits of a finished run (a RunResult or a list of exit records)."""
         exits = getattr(result, "exits", result)
         self.loaded[vcpu] = [dict(r, index=i, vcpu=vcpu) for i, r in enumerate(exits)]
+        self._over[vcpu] = background.current(self.machine, vcpu)
         self.show()
         return self
 
+    def _handles(self) -> dict:
+        """vCPU -> the background run it shows (unless records were loaded or traced since)."""
+        return {v: h for v, h in background.handles_of(self.machine).items()
+                if not (v in self._over and self._over[v] is h)}
+
     def _lists(self) -> dict[int, list]:
-        """vCPU -> its live record list (not copied; background runs win over loaded ones)."""
+        """vCPU -> its live record list (not copied): the newest source of each vCPU."""
         out = dict(self.loaded)
-        for vcpu, h in background.handles_of(self.machine).items():
+        for vcpu, h in self._handles().items():
             out[vcpu] = h.exits
         return out
 
@@ -116,7 +125,7 @@ class ExitMonitor(View):
         return self._seen, self.selected, self.selected_vcpu, regs
 
     def poll(self) -> bool:
-        handles = background.handles_of(self.machine)
+        handles = self._handles()
         n = sum(handles[v].total if v in handles else len(r) for v, r in self._lists().items())
         changed, self._seen = n != self._seen, n
         return changed
@@ -125,7 +134,7 @@ class ExitMonitor(View):
     def counts(self) -> Counter:
         """Exits by reason over all vCPUs (counted incrementally: a long run stays cheap)."""
         total: Counter = Counter()
-        handles = background.handles_of(self.machine)
+        handles = self._handles()
         for vcpu, recs in self._lists().items():
             h = handles.get(vcpu)
             if h is not None:                       # a background run counts every exit
