@@ -336,6 +336,11 @@ def test_a_header_gives_mode_memory_slots_and_eventfds():
     assert h.irqfd == [(4, 0.2)] and h.irqchip
 
 
+def test_a_header_may_ask_for_breakpoints_by_label_or_address():
+    h = parse_header("# kvmlab: breakpoint=here breakpoint=0x1004\nnop\n")
+    assert h.breakpoint == ["here", "0x1004"]
+
+
 def test_header_lines_after_the_first_statement_are_ignored():
     h = parse_header("# kvmlab: mode=real\nnop\n# kvmlab: mode=long\n")
     assert h.mode == "real"

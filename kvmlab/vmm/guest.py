@@ -22,6 +22,8 @@ irqchip             1/yes: create the in-kernel irqchip (PIC, IOAPIC, LAPIC)
 irqfd               GSI[@SECONDS]: an irqfd on GSI; the VMM signals it SECONDS
                     (default 0.05) after the run starts (implies irqchip)
 gib                 long mode: GiB identity-mapped by the VMM's page tables (default 4)
+breakpoint          LABEL or ADDR: a hardware breakpoint there (KVM_SET_GUEST_DEBUG);
+                    the run stops with a DEBUG exit before that instruction.  Up to 4.
 ==================  ===================================================================
 
 >>> h = parse_header('''# kvmlab: mode=protected memory=512K
@@ -40,7 +42,7 @@ _HEADER_RE = re.compile(r"^\s*(?:#|//|;)\s*kvmlab\s*:\s*(.*)$", re.I)
 _SUFFIX = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
 KEYS = ("mode", "load", "stack", "memory", "rom", "coalesced", "coalesced_pio", "ioeventfd",
-        "ioeventfd_pio", "irqchip", "irqfd", "gib")
+        "ioeventfd_pio", "irqchip", "irqfd", "gib", "breakpoint")
 
 
 class GuestError(ValueError):
@@ -62,6 +64,7 @@ class Header:
     ioeventfd: list = field(default_factory=list)       # [(addr, len, datamatch|None)]
     ioeventfd_pio: list = field(default_factory=list)   # [(port, len, datamatch|None)]
     irqfd: list = field(default_factory=list)           # [(gsi, delay_seconds)]
+    breakpoint: list = field(default_factory=list)      # [label or number, as written]
 
 
 def number(text: str) -> int:
@@ -144,5 +147,7 @@ def _apply(h: Header, key: str, value: str) -> None:
             raise GuestError(f"irqfd={value}: write GSI or GSI@SECONDS, e.g. irqfd=4@0.1") from None
         h.irqfd.append((number(gsi), d))
         h.irqchip = True
+    elif key == "breakpoint":
+        h.breakpoint.append(value)
     else:
         raise GuestError(f"unknown header key {key!r} (known: {', '.join(KEYS)})")

@@ -160,6 +160,7 @@ class Machine:
         self.irqfds: dict[int, int] = {}
         self._irq_schedule: list[tuple[float, int]] = []
         self.program = None
+        self._breakpoints: dict[int, list[int]] = {}
 
         self.console = Console(echo)
         self.buses = Buses()
@@ -268,6 +269,40 @@ class Machine:
     def raise_irq(self, gsi: int) -> None:
         """Signal the irqfd of ``gsi`` (an edge on that interrupt line), from any thread."""
         os.eventfd_write(self.irqfds[gsi], 1)
+
+    def add_breakpoint(self, address, vcpu: int = 0) -> int:
+        """A hardware execution breakpoint (KVM_SET_GUEST_DEBUG with USE_HW_BP, DR0-DR3):
+        the run stops with a DEBUG exit *before* the instruction at ``address`` (a linear
+        address, or a symbol of the loaded program).  At most 4.  Returns the address.
+        To go on past it, :meth:`clear_breakpoints` and run again."""
+        if isinstance(address, str):
+            if self.program is None or address not in self.program.symbols:
+                raise ValueError(f"no symbol {address!r} in the loaded program")
+            address = self.program.symbols[address]
+        bps = self._breakpoints.setdefault(vcpu, [])
+        if len(bps) >= 4:
+            raise ValueError("x86 has 4 hardware breakpoints (DR0-DR3); clear one first")
+        bps.append(int(address))
+        self._apply_debug(vcpu)
+        return int(address)
+
+    def clear_breakpoints(self, vcpu: int = 0) -> None:
+        """Remove every hardware breakpoint (guest debugging off)."""
+        self._breakpoints[vcpu] = []
+        self._apply_debug(vcpu)
+
+    def _apply_debug(self, vcpu: int) -> None:
+        bps = self._breakpoints.get(vcpu, [])
+        if not bps:
+            self.vcpus[vcpu].set_guest_debug(enable=False)
+            return
+        dr = [0] * 8
+        dr7 = 0
+        for i, a in enumerate(bps):
+            dr[i] = a
+            dr7 |= 1 << (2 * i)             # Li: enable; RWi=00 (execute), LENi=00
+        dr[7] = dr7
+        self.vcpus[vcpu].set_guest_debug(hw_bp=True, debugreg=dr)
 
     # ---------------------------------------------------------------- guest memory
     def write_phys(self, gpa: int, data: bytes) -> None:
@@ -429,6 +464,8 @@ class Machine:
             for gsi, after in hdr.irqfd:
                 m.add_irqfd(gsi, after=after)
             m.load(program, stack=hdr.stack)
+            for bp in hdr.breakpoint:
+                m.add_breakpoint(bp if bp in program.symbols else _symbol_or_number(bp))
         except BaseException:
             m.close()
             raise
@@ -462,6 +499,14 @@ class Machine:
     def __repr__(self) -> str:
         return (f"<Machine mode={self.mode!r} backend={self.backend!r} memory={self.memory.size:#x} "
                 f"vcpus={len(self.vcpus)}>")
+
+
+def _symbol_or_number(text: str) -> int:
+    from .guest import GuestError, number
+    try:
+        return number(text)
+    except GuestError:
+        raise GuestError(f"breakpoint={text}: not a label of the program nor an address") from None
 
 
 def _with_apic_id(entries, apic_id: int):
