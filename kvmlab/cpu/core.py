@@ -23,6 +23,10 @@ class CoreExit(enum.IntEnum):
 _jit = None
 
 
+def _run_fn():
+    return _jit[0] if _jit is not None else _compiled()[0]
+
+
 def _compiled():
     """Import (and on a cold cache compile, with a progress message) the numba core."""
     global _jit
@@ -247,7 +251,8 @@ class Core:
         self.vcpu_id = int(vcpu_id)
         self.state = np.zeros(L.STATE_SIZE, np.int64)
         self._cpuid = []
-        self.exit = None
+        self._code = None
+        self._exit = None
         self.reset()
 
     # ---- state ----
@@ -423,22 +428,28 @@ class Core:
     # ---- running ----
     def run(self, budget):
         """Run until an exit or budget instructions; returns the exit code (CoreExit)."""
-        run, _, _, _ = _compiled()
-        code = int(run(self.state, self.pm.pm, int(budget)))
-        self.exit = _Exit(self, code)
+        code = int(_run_fn()(self.state, self.pm.pm, int(budget)))
+        self._code = code
+        self._exit = None
         return code
+
+    @property
+    def exit(self):
+        """The decoded exit of the last run (built on first access), or None before any."""
+        if self._exit is None and self._code is not None:
+            self._exit = _Exit(self, self._code)
+        return self._exit
 
     def complete_io(self, data):
         """Data for the pending IN (count*size bytes) or MMIO read (len bytes)."""
         st = self.state
         data = bytes(data)
-        ex = self.exit
-        if ex is None:
+        if self._code is None:
             raise RuntimeError('no exit to complete')
-        if ex.reason == L.EXIT_IO and st[L.IO_DIR] == 0:
+        if self._code == L.EXIT_IO and st[L.IO_DIR] == 0:
             n = int(st[L.IO_SIZE] * st[L.IO_COUNT])
             kind, key = 1, int(st[L.IO_PORT])
-        elif ex.reason == L.EXIT_MMIO and not st[L.MMIO_WRITE]:
+        elif self._code == L.EXIT_MMIO and not st[L.MMIO_WRITE]:
             n = int(st[L.MMIO_LEN])
             kind, key = 2, int(st[L.MMIO_GPA])
         else:

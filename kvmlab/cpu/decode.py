@@ -7,7 +7,7 @@ immediate sizes.  Returns the length, 0 when more bytes are needed than were fet
 from .jit import njit
 from .layout import *  # noqa: F401,F403
 from .optable import (OP_KIND, OP_SUB, OP_FLAGS, OP_IMM, MODRM, BYTE, DEF64, FORCE64, INV64,
-                      LOCKOK, MEMONLY, SIZE16, K_UD, K_INVALID, I_B, I_W, I_Z, I_V, I_WB, I_PTR,
+                      LOCKOK, MEMONLY, SIZE16, FORCEREG, K_UD, K_INVALID, I_B, I_W, I_Z, I_V, I_WB, I_PTR,
                       I_MOFFS)
 
 
@@ -132,6 +132,8 @@ def decode(st, mode64, csd):
         mod = modrm >> 6
         rm = modrm & 7
         reg = reg | ((rex & 4) << 1)
+        if fl & FORCEREG:
+            mod = 3
         if mod == 3:
             rm = rm | ((rex & 1) << 3)
         elif asz == 2:

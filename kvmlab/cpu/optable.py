@@ -24,6 +24,7 @@ LOCKOK = 32       # LOCK allowed with a memory destination
 MEMONLY = 64      # register form is #UD
 REGONLY = 128     # memory form is #UD / another instruction
 SIZE16 = 256      # operand size always 16 (seg moves, ...)
+FORCEREG = 512    # ModRM.mod is ignored: always a register operand (MOV CRn/DRn)
 NOREP = 0
 
 # immediates
@@ -226,10 +227,10 @@ def _two_byte():
     row(1, 0x0D, None, 'nop', 'Ev', K_MISC, 4, MODRM)       # prefetchw
     for opc in range(0x18, 0x20):
         row(1, opc, None, 'nop', 'Ev', K_MISC, 4, MODRM)   # hint nops, endbr (F3 0F 1E FA)
-    row(1, 0x20, None, 'mov', 'Rd,Cd', K_CRDR, 0, MODRM)
-    row(1, 0x21, None, 'mov', 'Rd,Dd', K_CRDR, 1, MODRM)
-    row(1, 0x22, None, 'mov', 'Cd,Rd', K_CRDR, 2, MODRM)
-    row(1, 0x23, None, 'mov', 'Dd,Rd', K_CRDR, 3, MODRM)
+    row(1, 0x20, None, 'mov', 'Rd,Cd', K_CRDR, 0, MODRM | FORCEREG)
+    row(1, 0x21, None, 'mov', 'Rd,Dd', K_CRDR, 1, MODRM | FORCEREG)
+    row(1, 0x22, None, 'mov', 'Cd,Rd', K_CRDR, 2, MODRM | FORCEREG)
+    row(1, 0x23, None, 'mov', 'Dd,Rd', K_CRDR, 3, MODRM | FORCEREG)
     row(1, 0x30, None, 'wrmsr', '', K_SYS, 17, 0)
     row(1, 0x31, None, 'rdtsc', '', K_MISC, 5, 0)
     row(1, 0x32, None, 'rdmsr', '', K_SYS, 18, 0)
