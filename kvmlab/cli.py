@@ -4,8 +4,8 @@
     python -m kvmlab run guests/hello.S --json          # one JSON object on stdout
     python -m kvmlab run guests/pio.S --trace           # every exit on stderr as it happens
 
-Options: ``--backend sim|hw|auto`` (default: ``$KVMLAB_BACKEND``, else auto: /dev/kvm if
-usable, else the simulator), ``--mode real|protected|long`` (overrides the guest's
+Options: ``--backend sim|hw|auto`` (default: ``$KVMLAB_BACKEND``, else sim, as
+``kvmlab.open()``; auto: /dev/kvm if usable, else the simulator), ``--mode real|protected|long`` (overrides the guest's
 header), ``--max-exits N`` (default 100000), ``--timeout S`` (default 10).
 
 Exit status: the guest's debug-exit code (0 = success; 255 if larger); 0 if the guest
@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
                                    "its console output and an exit summary.")
     r.add_argument("guest", metavar="GUEST.S", help="guest source file (GNU as, .intel_syntax noprefix)")
     r.add_argument("--backend", choices=("sim", "hw", "auto"), default=None,
-                   help="KVM backend (default: $KVMLAB_BACKEND, else auto)")
+                   help="KVM backend (default: $KVMLAB_BACKEND, else sim, as kvmlab.open())")
     r.add_argument("--mode", choices=("real", "protected", "long"), default=None,
                    help="CPU mode to start in (default: the guest's '# kvmlab: mode=' header)")
     r.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -94,7 +94,7 @@ def _run(args) -> int:
     if not os.path.isfile(path):
         _err(f"{path}: no such guest file")
         return EXIT_BAD_INPUT
-    backend = args.backend or os.environ.get("KVMLAB_BACKEND") or "auto"
+    backend = args.backend or os.environ.get("KVMLAB_BACKEND") or "sim"
     echo = None if (args.json or args.trace) else _stdout_write   # with --trace: console after the run
     try:
         machine = Machine.from_file(path, backend=backend, mode=args.mode, echo=echo)
