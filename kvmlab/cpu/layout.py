@@ -121,6 +121,8 @@ TLBF_NX = 4       # not executable
 TLBF_D = 8        # dirty already set (or no paging): a write needs no walk
 TLBF_G = 16       # global
 TLBF_HOSTW = 32   # host page is plain writable RAM without dirty logging
+TLBF_XS = 64      # instruction fetch allowed at CPL 0-2 (computed at fill)
+TLBF_XU = 128     # instruction fetch allowed at CPL 3
 
 SAVE = TLB + 4 * TLB_N        # snapshot of GPRs+RIP+RFLAGS taken before each instruction (18)
 # decoded-instruction cache: IC_N entries of IC_STRIDE: host address of the first byte,

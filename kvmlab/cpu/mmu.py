@@ -181,7 +181,7 @@ def tlb_entry(st, pm, lin, acc):
     st[STAT + ST_TLB_MISS] += 1
     if (st[CR0] & 0x80000000) == 0:
         phys = lin & 0xFFFFFFFF if (st[EFER] & 0x400) == 0 else lin
-        f = TLBF_W | TLBF_U | TLBF_D
+        f = TLBF_W | TLBF_U | TLBF_D | TLBF_XS | TLBF_XU
     else:
         phys, f = walk(st, pm, lin, acc, 1)
         if phys < 0:
@@ -190,6 +190,10 @@ def tlb_entry(st, pm, lin, acc):
             st[EXC_CR2] = lin
             st[STAT + ST_PF] += 1
             return -1
+        if perm_ok(st, f, ACC_X):
+            f |= TLBF_XS
+        if perm_ok(st, f, ACC_X | ACC_U):
+            f |= TLBF_XU
     pp = phys & ~0xFFF
     h, hw = phys_host_page(pm, pp)
     if hw:

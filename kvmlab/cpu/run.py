@@ -174,9 +174,11 @@ def fetch_decode(st, pm):
     ic = -1
     ha = 0
     if off <= 0x1000 - 16 and avail == 15:
-        e = tlb_entry(st, pm, lin, ACC_X | (ACC_U if st[CPL] == 3 else 0))
-        if e < 0:
-            return 0
+        e = TLB + 4 * ((lin >> 12) & (TLB_N - 1))
+        if st[e] != ((lin & ~0xFFF) | 1) or (st[e + 3] & (TLBF_XU if st[CPL] == 3 else TLBF_XS)) == 0:
+            e = tlb_entry(st, pm, lin, ACC_X | (ACC_U if st[CPL] == 3 else 0))
+            if e < 0:
+                return 0
         h = st[e + 2]
         if h >= 0:
             ha = h + off
@@ -309,7 +311,6 @@ def run(st, pm, budget):
         st[MQ_N] = n
         return EXIT_MMIO
     done = 0
-    first = True
     while True:
         # ---- events at the instruction boundary ----
         if st[PEND_EXC] >= 0:
@@ -346,7 +347,8 @@ def run(st, pm, budget):
         if done >= budget:
             st[EXIT_REASON] = EXIT_BUDGET
             return EXIT_BUDGET
-        # ---- debugger exec breakpoints ----
+        limit = budget - done
+        # ---- debugger exec breakpoints (then one instruction at a time) ----
         if st[GDBG_CTRL] != 0:
             if st[DBG_SKIP_HWBP] == 0:
                 hit = exec_breakpoint(st, cur_lin(st))
@@ -354,36 +356,15 @@ def run(st, pm, budget):
                     st[DBG_SKIP_HWBP] = 1
                     return debug_exit(st, DB, cur_lin(st), 0xFFFF0FF0 | hit, st[GDBG_DR + 7])
             st[DBG_SKIP_HWBP] = 0
-        # ---- fetch, decode, execute ----
-        st[ABORT] = 0
-        st[EXC_VEC] = -1
-        st[EXC_ERR] = -1
-        st[EXIT_PENDING] = 0
-        st[MMIO_WR_PENDING] = 0
-        st[WATCH_HIT] = 0
-        st[SHADOW_NEW] = 0
-        st[INSN_RIP] = st[RIP]
-        snapshot(st)
-        tf = 0
-        n = fetch_decode(st, pm)
-        if n < 0:
-            return -n
-        if n > 0:
-            nxt = st[RIP] + n
-            if st[MODE64] == 0:
-                if (st[SEG + 4 * CS + ATTR] & A_DB) != 0 or st[PROT] != 0:
-                    nxt &= 0xFFFFFFFF
-                else:
-                    nxt &= 0xFFFF
-            st[NEXT_RIP] = nxt
-            tf = st[RFLAGS] & F_TF
-            execute(st, pm, st[D + D_KIND])
-            if first:
-                st[COMP_KIND] = 0
-                first = False
-        if st[ABORT] != 0:
-            rollback(st)
-            st[RIP] = st[INSN_RIP]
+            limit = 1
+        # ---- the hot loop ----
+        k, status = step_loop(st, pm, limit)
+        done += k
+        if status == S_LIMIT or status == S_EVENT:
+            continue
+        if status == S_EXIT:
+            return st[EXIT_PENDING]
+        if status == S_ABORT:
             if st[EXC_VEC] >= 0:
                 r = inject(st, pm, st[EXC_VEC], st[EXC_ERR], EV_EXC)
                 if r != 0:
@@ -406,11 +387,8 @@ def run(st, pm, budget):
                 st[EXIT_REASON] = ex
                 return ex
             continue
-        # ---- commit ----
-        st[RIP] = st[NEXT_RIP]
-        done += 1
-        st[STAT + ST_INSNS] += 1
-        st[SHADOW] = st[SHADOW_NEW]
+        # S_SPECIAL: after an instruction that traps, exits or is being single-stepped
+        tf = st[TF_PENDING]
         ex = st[EXIT_PENDING]
         if tf != 0 or st[WATCH_HIT] != 0:
             g = st[GDBG_CTRL]
@@ -427,3 +405,59 @@ def run(st, pm, budget):
             return ex
         if (st[GDBG_CTRL] & 3) == 3:
             return debug_exit(st, DB, cur_lin(st), 0xFFFF4FF0, 0)
+
+
+S_LIMIT = 0       # the instruction limit was reached
+S_ABORT = 1       # an instruction faulted or stopped for an exit (rolled back, rip on it)
+S_SPECIAL = 2     # an instruction retired and needs run(): trap, exit, debugger
+S_EVENT = 3       # an event is queued: back to the boundary checks
+S_EXIT = 4        # fetch failed with an exit (st[EXIT_PENDING])
+
+
+@njit
+def step_loop(st, pm, limit):
+    """The hot loop: fetch (decoded-instruction cache), execute, commit, until limit
+    instructions retired or something needs run()'s attention.  Returns (retired, status)."""
+    done = 0
+    while done < limit:
+        if done > 0 and (st[PEND_EXC] >= 0 or st[PEND_NMI] != 0 or st[PEND_IRQ] >= 0
+                         or st[IRQ_LINE] >= 0 or st[REQ_IRQ_WIN] != 0):
+            return done, S_EVENT
+        st[ABORT] = 0
+        st[EXC_VEC] = -1
+        st[EXC_ERR] = -1
+        st[EXIT_PENDING] = 0
+        st[MMIO_WR_PENDING] = 0
+        st[WATCH_HIT] = 0
+        st[SHADOW_NEW] = 0
+        st[INSN_RIP] = st[RIP]
+        snapshot(st)
+        tf = 0
+        n = fetch_decode(st, pm)
+        if n < 0:
+            st[EXIT_PENDING] = -n
+            return done, S_EXIT
+        if n > 0:
+            nxt = st[RIP] + n
+            if st[MODE64] == 0:
+                if (st[SEG + 4 * CS + ATTR] & A_DB) != 0 or st[PROT] != 0:
+                    nxt &= 0xFFFFFFFF
+                else:
+                    nxt &= 0xFFFF
+            st[NEXT_RIP] = nxt
+            tf = st[RFLAGS] & F_TF
+            st[TF_PENDING] = tf
+            execute(st, pm, st[D + D_KIND])
+            st[COMP_KIND] = 0
+        if st[ABORT] != 0:
+            rollback(st)
+            st[RIP] = st[INSN_RIP]
+            return done, S_ABORT
+        # commit
+        st[RIP] = st[NEXT_RIP]
+        done += 1
+        st[STAT + ST_INSNS] += 1
+        st[SHADOW] = st[SHADOW_NEW]
+        if tf != 0 or st[WATCH_HIT] != 0 or st[EXIT_PENDING] != 0 or st[GDBG_CTRL] != 0:
+            return done, S_SPECIAL
+    return done, S_LIMIT
