@@ -19,19 +19,20 @@ from numba.core import caching
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-# modules that hold no compiled code: editing them must not invalidate the cache
-PYTHON_ONLY = ('__init__.py', 'core.py', 'cachedir.py', 'disasm.py')
+# the modules that hold compiled code (the cache key); the others (core.py, __init__.py,
+# __main__.py, cachedir.py, disasm.py) can change without invalidating the cache
+COMPILED = ('access.py', 'alu.py', 'decode.py', 'exceptions.py', 'exec_alu.py', 'exec_ctrl.py',
+            'exec_data.py', 'exec_io.py', 'exec_sys.py', 'hostptr.py', 'jit.py', 'layout.py',
+            'mmu.py', 'optable.py', 'physmem.py', 'run.py', 'segments.py')
 
 
 def source_hash():
     h = hashlib.sha256(numba.__version__.encode())
     h.update(sys.version.encode())
     h.update(os.environ.get('KVMLAB_BOUNDSCHECK', os.environ.get('NUMBA_BOUNDSCHECK', '')).encode())
-    for p in sorted(glob.glob(os.path.join(HERE, '*.py'))):
-        if os.path.basename(p) in PYTHON_ONLY:
-            continue
-        h.update(os.path.basename(p).encode())
-        with open(p, 'rb') as f:
+    for name in sorted(COMPILED):
+        h.update(name.encode())
+        with open(os.path.join(HERE, name), 'rb') as f:
             h.update(f.read())
     return h.hexdigest()[:16]
 
