@@ -47,6 +47,21 @@ at the exit (rip already past the instruction); just run() again.  `rep outs` ex
 per element (rip kept on the instruction until rcx reaches 0), `rep ins` batches up to
 1024 bytes / the page boundary.  A triple fault is EXIT_SHUTDOWN with the state kept
 (VMX flavour), rip on the faulting instruction.
+
+From numba: ``kvmlab.cpu.run.run(st, pm, budget) -> exit code`` with ``st = core.state`` and
+``pm = core.pm.pm`` (int64 arrays; indices in kvmlab.cpu.layout).  The first call in a
+process loads (or, on a cold cache, compiles) the core; ``python -m kvmlab.cpu`` warms it.
+The cache lives in ``kvmlab/cpu/__pycache__/numba-<hash of the compiled modules>``, or the
+user cache dir when the package is read-only, or ``$KVMLAB_CACHE_DIR``; one process compiles
+while the others wait.  ``KVMLAB_BOUNDSCHECK=1`` (or ``NUMBA_BOUNDSCHECK=1``) builds a
+bounds-checked core in its own cache directory.
+
+Not implemented (each ends the run with EXIT_INTERNAL_ERROR, suberror 1, never a wrong
+result): x87/MMX/SSE/AVX, VMX/SVM, task switches (task gates, IRET with NT, far JMP/CALL to
+a TSS), call gates, virtual-8086 mode, XSAVE family, RDRAND, MONITOR/MWAIT.  Simplified:
+the TSS I/O bitmap is not read (IN/OUT at CPL > IOPL raise #GP), PAE PDPTEs are read at
+walk time, the guest's own DR0-3 execute breakpoints do not fire (data breakpoints and
+every debugger breakpoint do), LOCKed read-modify-writes are not atomic across vCPU threads.
 """
 from .layout import (EXIT_BUDGET, EXIT_IO, EXIT_DEBUG, EXIT_HLT, EXIT_MMIO, EXIT_IRQ_WINDOW,  # noqa: F401
                      EXIT_SHUTDOWN, EXIT_INTERNAL_ERROR, EXIT_NONE, STAT_NAMES)
