@@ -10,11 +10,48 @@ so this module's numba cache stays valid when the core changes.
 """
 from __future__ import annotations
 
+import hashlib
+import os
+
 import numba
 import numpy as np
+from numba.core import caching
 
+from ..cpu import cachedir as _core_cache
 from ..cpu import layout as L
+from ..cpu.run import run as _core_run
 from . import stats as S
+
+_HERE = os.path.abspath(__file__)
+with open(_HERE, "rb") as _f:
+    _STAMP = _core_cache.SOURCE_HASH + "-" + hashlib.sha256(_f.read()).hexdigest()[:16]
+
+
+class _SimCacheLocator(caching._CacheLocator):
+    """numba's disk cache for this module, keyed on this file *and* the CPU core's sources:
+    ``enter`` links the core's ``run``, so a change to the core must recompile it."""
+
+    def __init__(self, py_func, py_file):
+        self._path = _core_cache.CACHE_DIR
+
+    def get_cache_path(self):
+        return self._path
+
+    def get_source_stamp(self):
+        return _STAMP
+
+    def get_disambiguator(self):
+        return "sim"
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if os.path.abspath(py_file) != _HERE:
+            return None
+        return cls(py_func, py_file)
+
+
+if _SimCacheLocator not in caching.CacheImpl._locator_classes:
+    caching.CacheImpl._locator_classes.insert(0, _SimCacheLocator)
 
 # indices into the LAY array
 (I_EXIT_REASON, I_IO_DIR, I_IO_SIZE, I_IO_PORT, I_IO_COUNT, I_MMIO_GPA, I_MMIO_LEN,
@@ -160,3 +197,12 @@ def fast_exit(st, page, lay, code, devmask):
         return FAST_USER
     stat[lay[I_S_EXITS]] += 1
     return FAST_SLOW
+
+
+@numba.njit(cache=True, nogil=True)
+def enter(st, pm, page, lay, budget, devmask):
+    """``vcpu_enter_guest`` for the common case: run the core (GIL released), then count
+    and fill the exit (``fast_exit``) without returning to Python in between.  Returns
+    (core exit code, fast_exit's answer)."""
+    code = _core_run(st, pm, budget)
+    return code, fast_exit(st, page, lay, code, devmask)

@@ -25,7 +25,7 @@ from ..cpu import layout as L
 from ..cpu.run import run as core_run
 from . import stats as S
 from .iobus import KVM_MMIO_BUS, KVM_PIO_BUS, kvm_io_bus_read, kvm_io_bus_write
-from .kvm_run import DEV_APIC, DEV_MMIO, DEV_PIO, FAST_USER, complete_from_page, complete_with, fast_exit, fill_exit
+from .kvm_run import DEV_APIC, DEV_MMIO, DEV_PIO, FAST_USER, enter, complete_from_page, complete_with, fast_exit, fill_exit
 
 EXIT_IO, EXIT_MMIO, EXIT_HLT, EXIT_BUDGET = L.EXIT_IO, L.EXIT_MMIO, L.EXIT_HLT, L.EXIT_BUDGET
 EXIT_IRQ_WINDOW, EXIT_DEBUG = L.EXIT_IRQ_WINDOW, L.EXIT_DEBUG
@@ -111,9 +111,9 @@ def _run(self):
                 _irqchip_entry(self)
             if tr.on:
                 code = _traced_run(self, budget)
+                r = fast_exit(st, page, lay, code, arch.devmask)
             else:
-                code = core_run(st, pm, budget)
-            r = fast_exit(st, page, lay, code, arch.devmask)
+                code, r = enter(st, pm, page, lay, budget, arch.devmask)
             if r >= FAST_USER:
                 self.pending = r - FAST_USER
                 self.last_code = code
@@ -250,6 +250,11 @@ def _handle_exit(self, code):
         # DR7 always reads as 1
         dr7 = struct.unpack_from("<Q", page, 56)[0]
         struct.pack_into("<Q", page, 56, dr7 | 0x400)
+        if int(st[L.DBG_EXC]) == 1 and int(st[L.DBG_DR6]) & 0xF:
+            # an instruction breakpoint is a fault: KVM does not set RFLAGS.RF when it
+            # reports it, so re-entering with the breakpoint still armed reports it again
+            # (the debugger disarms it or single-steps over it), as on VMX/SVM hardware
+            st[L.DBG_SKIP_HWBP] = 0
         return 0
     if code == L.EXIT_SHUTDOWN:
         if self.ops.reset_on_shutdown:
