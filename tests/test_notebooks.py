@@ -27,7 +27,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
-REQUIRED = ["00_", "01_", "02_", "03_", "04_", "05_", "06_", "07_", "08_", "09_"]
+REQUIRED = ["00_", "01_", "02_", "03_", "04_", "05_", "06_", "07_", "08_", "09_", "10_", "11_"]
 
 
 def _load_build():
@@ -132,6 +132,64 @@ def missing_features(path) -> list[str]:
     return missing
 
 
+# Simulator behaviour a lesson depends on that is not right yet: lesson -> (what, probe).
+# A probe is Python run on the simulator in a subprocess; it prints "ok" when the behaviour
+# is there.  The lesson is skipped with the reason until then (so the skip disappears by
+# itself once the simulator is fixed).
+_SMP_PROBE = r"""
+import errno, threading, kvmlab
+from kvmlab import asm
+from kvmlab.vmm import Machine
+src = ".code32\n_start: mov ecx, 200000\n1: lock inc dword ptr [0x3000]\n loop 1b\n xor al, al\n out 0xf4, al\n"
+with Machine(mode="protected", vcpus=2) as m:
+    p = asm.assemble(src, base=0x1000)
+    m.load(p, vcpu=0); m.load(p, vcpu=1, stack=0x7000)
+    hs = [m.start(vcpu=i, timeout=60) for i in range(2)]
+    [h.wait() for h in hs]
+    total = int(m.memory.view("<u4", 0x3000, 1)[0])
+boot = ".code32\n_start: mov dword ptr [0xfee00310], 1 << 24\n mov dword ptr [0xfee00300], 0x4500\n" \
+       " mov ecx, 100000\n1: loop 1b\n mov dword ptr [0xfee00300], 0x4608\n2: cmp byte ptr [0x9000], 0\n je 2b\n" \
+       " xor al, al\n out 0xf4, al\n.org 0x7000\n.code16\n mov byte ptr [0x9000], 1\n mov al, 1\n out 0xf4, al\n"
+log = []
+with Machine(mode="protected", vcpus=2, irqchip=True) as m:
+    m.load(asm.assemble(boot, base=0x1000))
+    def ap():
+        for _ in range(5):
+            try:
+                e = m.vcpus[1].run()
+            except kvmlab.KvmError as err:
+                log.append(errno.errorcode[err.errno]); continue
+            log.append(e.name)
+            if e.name == "IO": return
+    t = threading.Thread(target=ap, daemon=True); t.start()
+    m.run(timeout=30); t.join(30)
+problems = []
+if total != 400000:
+    problems.append(f"lock inc on two vCPUs loses updates ({total} of 400000)")
+if log != ["EAGAIN", "IO"]:
+    problems.append(f"an AP started by INIT/SIPI does not run from the SIPI vector at once (KVM_RUN gave {log})")
+print("ok" if not problems else "; ".join(problems))
+"""
+SIM_GAPS = {"10_several_vcpus": _SMP_PROBE}
+
+
+@functools.lru_cache(maxsize=None)
+def sim_gap(stem: str) -> str | None:
+    probe = SIM_GAPS.get(stem)
+    if probe is None:
+        return None
+    env = dict(os.environ, KVMLAB_BACKEND="sim")
+    try:
+        p = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        return "the simulator probe for this lesson did not finish"
+    out = p.stdout.strip().splitlines()
+    if p.returncode == 0 and out and out[-1] == "ok":
+        return None
+    return (out[-1] if out else (p.stderr.strip().splitlines() or ["probe failed"])[-1])[:300]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_lesson_runs_top_to_bottom_on_the_simulator(path):
@@ -141,6 +199,9 @@ def test_lesson_runs_top_to_bottom_on_the_simulator(path):
     missing = missing_features(path)
     if missing:
         pytest.skip(f"{path.stem} uses parts of kvmlab that are not there yet: {', '.join(missing)}")
+    gap = sim_gap(path.stem)
+    if gap:
+        pytest.skip(f"{path.stem} needs simulator behaviour that is not right yet: {gap}")
     env = dict(os.environ, KVMLAB_BACKEND="sim")
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
            "-o", "testpaths=", "--nbval-lax", "--nbval-cell-timeout=600", str(path)]
