@@ -427,3 +427,35 @@ def test_vcpu_stats_count_exits_by_kind_like_the_kernel():
     st = v.stats()
     assert (st["exits"], st["io_exits"], st["mmio_exits"], st["halt_exits"]) == (12, 10, 1, 1)
     assert st["insn_emulation"] == 11 and st["signal_exits"] == 0
+
+
+def test_a_signal_while_the_guest_spins_ends_kvm_run_with_eintr_and_exit_intr():
+    import signal
+    got = []
+    old = signal.signal(signal.SIGALRM, lambda *a: got.append(1))
+    try:
+        kvm, vm, mem, v, prog = real_mode_vm("spin: jmp spin")
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        ex = run(v, timeout=5)
+        assert ex.reason == kvmlab.KVM_EXIT_INTR and got == [1]
+        assert v.stats()["signal_exits"] == 1
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_a_signal_while_the_vcpu_is_halted_in_the_kernel_ends_kvm_run_with_intr():
+    import signal
+    old = signal.signal(signal.SIGALRM, lambda *a: None)
+    try:
+        kvm, vm, mem, v, prog = real_mode_vm("idle: hlt\n jmp idle", irqchip=True)
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        t0 = time.monotonic()
+        ex = run(v, timeout=5)
+        assert ex.reason == kvmlab.KVM_EXIT_INTR and time.monotonic() - t0 < 2
+        st = kvmlab.uapi.kvm_mp_state()
+        kvm.backend.ioctl(v.fd, kvmlab.KVM_GET_MP_STATE, st)
+        assert st.mp_state == kvmlab.KVM_MP_STATE_HALTED
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)

@@ -325,6 +325,7 @@ class KvmVcpuArch:
         self.apic = None
         self.mp_state = U.KVM_MP_STATE_RUNNABLE
         self.kicked = False
+        self.sig = False            # signals.pending() works in this KVM_RUN (main thread)
         self.wake = threading.Event()
         self.parked = None          # deterministic mode: errno (0 = an exit) waiting for KVM_RUN
         self.waiting_user = False   # its last exit went to userspace and it was not re-entered

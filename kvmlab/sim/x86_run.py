@@ -23,6 +23,7 @@ import time
 from .. import uapi as U
 from ..cpu import layout as L
 from ..cpu.run import run as core_run
+from . import signals
 from . import stats as S
 from .iobus import KVM_MMIO_BUS, KVM_PIO_BUS, kvm_io_bus_read, kvm_io_bus_write
 from .kvm_run import DEV_APIC, DEV_MMIO, DEV_PIO, FAST_USER, enter, complete_from_page, complete_with, fast_exit, fill_exit
@@ -84,6 +85,7 @@ def _run(self):
         raise OSError(errno.EFAULT, f"memslot {bad.id}'s userspace_addr "
                       f"{bad.userspace_addr:#x} is not memory kvmlab knows; back slots with "
                       "kvmlab.GuestMemory (or register the buffer in kvmlab.hostmem)")
+    self.sig = signals.install()
     apic = self.apic
     if apic is not None and self.mp_state == U.KVM_MP_STATE_UNINITIALIZED:
         return _wait_for_sipi(self, valid)
@@ -120,7 +122,7 @@ def _run(self):
                 return _out(self, valid) if valid else 0
             if code == EXIT_BUDGET:
                 v.stat[S.IRQ_EXITS] += 1
-                if self.kicked:
+                if self.kicked or (self.sig and signals.pending()):
                     return _intr(self, valid)
                 if kvm.irqfds.items:
                     kvm.irqfds.drain()
@@ -479,7 +481,7 @@ def _block(self, until):
     t0 = time.monotonic_ns()
     try:
         while True:
-            if self.kicked:
+            if self.kicked or (getattr(self, "sig", False) and signals.pending()):
                 return False
             if kvm.irqfds.items:
                 kvm.irqfds.drain()
@@ -671,7 +673,7 @@ def _run_round_robin(self, valid):
                         _sync_regs_out(o, o.mv64[36])
                 elif r == "ran":
                     busy = True
-            if self.kicked:
+            if self.kicked or (self.sig and signals.pending()):
                 return _intr(self, valid)
             if kvm.irqfds.items:
                 kvm.irqfds.drain()
