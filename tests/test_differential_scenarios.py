@@ -44,12 +44,12 @@ WINDOW_PAGES = 16                    # the scenario's guest-physical window [0, 
 POOL_PAGES = 24                      # host memory the slots are carved from (aliases allowed)
 PROBE_GPA = 0x80000                  # probe code slot (its own slot id, never touched by scenarios)
 PROBE_SLOT = 200
-N_SCENARIOS = int(os.environ.get("KVMLAB_SCENARIOS", 300))
+N_SCENARIOS = int(os.environ.get("KVMLAB_SCENARIOS", 250))
 STEPS = (6, 18)
 BASE_SEED = int(os.environ.get("KVMLAB_SCENARIO_SEED", random.randrange(1 << 31)))
 
-SLOT_IDS = [0, 1, 2, 3, 3, 32763, 32764, 0xFFFF, 0x10000, 0x10001]
-FLAG_CHOICES = [0, 0, 0, 1, 1, 2, 3, 4, 8, 1 << 16, 0x80000000]
+SLOT_IDS = [0, 1, 2, 3, 0, 1, 2, 3, 32763, 32764, 0xFFFF, 0x10000, 0x10001]
+FLAG_CHOICES = [0, 0, 0, 0, 1, 1, 1, 2, 3, 4, 8, 1 << 16, 0x80000000]
 KERNEL_HALF = 0xFFFF888000000000
 UNMAPPED = 0x10000000000
 BOGUS_FD = 0x3FFF0
@@ -387,6 +387,7 @@ class Gen:
         self.made: dict[int, tuple] = {}       # slots this scenario asked for (may have failed)
         self.zones: dict[int, list] = {0: [], 1: []}   # coalesced zones asked for, per bus
         self.tainted: set[int] = set()                  # slot ids once asked for with an unmapped uaddr
+        self.vcpus: set[int] = set()                    # vCPU ids asked for
 
     def gpa(self):
         r = self.r
@@ -450,10 +451,14 @@ class Gen:
         if kind == "probe":
             return ("probe",)
         if kind == "dirty":
-            return ("dirty_log", r.choice(sorted(self.made) + [0, 5, 32763, 32764, 0x10000] if self.made
-                                          else [0, 5, 32763, 32764]))
-        if kind == "vcpu":
-            return ("create_vcpu", r.choice([0, 0, 1, 2, 4095, 4096, 0xFFFFFFFF]))
+            logged = [sid for sid, m in self.made.items() if m[0] & 1]
+            return ("dirty_log", r.choice(logged * 4 + sorted(self.made) + [0, 5, 32763, 32764, 0x10000]))
+        if kind in ("sregs", "interrupt") and 0 not in self.vcpus and r.random() < 0.7:
+            kind = "vcpu0"
+        if kind in ("vcpu", "vcpu0"):
+            vid = 0 if kind == "vcpu0" else r.choice([0, 0, 1, 2, 4095, 4096, 0xFFFFFFFF])
+            self.vcpus.add(vid)
+            return ("create_vcpu", vid)
         if kind == "irqchip":
             return ("vm_simple", "create_irqchip", 0)
         if kind == "misc_vm":
@@ -516,7 +521,7 @@ class Gen:
                 cr4 ^= r.choice([0x20, 0, 1 << 12, 1 << 17])
         cr3 = r.choice([0, 0x10000, 0x10001, 1 << 51, 1 << 52, 0xFFF])
         apic = r.choice([None, None, 0xFEE00900, 0xFEE00400, 0xFEE00D00, 0x12345900, 0xFEE00800])
-        return ("set_sregs", r.choice([0, 0, 1]), cr0, cr4, efer, cr3, apic, r.choice([0, 0, 1]),
+        return ("set_sregs", r.choice([0, 0, 0, 1]), cr0, cr4, efer, cr3, apic, r.choice([0, 0, 1]),
                 r.choice([0, 0, 15, 16]))
 
     def scenario(self):
