@@ -130,6 +130,7 @@ def _run(self):
             if _handle_exit(self, code) is not None:
                 return _out(self, valid)
     except KeyboardInterrupt:
+        signals.pending()               # the SIGINT's wakeup byte: consumed with it
         _intr_fill(self)
         _out(self, valid)
         raise
@@ -688,6 +689,7 @@ def _run_round_robin(self, valid):
                 self.wake.wait(timeout)
                 self.wake.clear()
     except KeyboardInterrupt:
+        signals.pending()               # the SIGINT's wakeup byte: consumed with it
         _intr_fill(self)
         _out(self, valid)
         raise
