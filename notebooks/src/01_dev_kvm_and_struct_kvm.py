@@ -104,6 +104,15 @@ print("VM fd:", vm.fd)
 k = vm.kernel
 print(k)
 
+# %% [markdown]
+# The same as a widget, `kvmlab.widgets.KernelInspector`: it can stay on screen and follow
+# the VM while you change it (`.refresh()` re-reads it).
+
+# %%
+from kvmlab.widgets import KernelInspector
+inspector = KernelInspector(vm)
+inspector
+
 # %% check
 k = vm.kernel
 print("online_vcpus:", k.online_vcpus)
@@ -133,6 +142,9 @@ print("memslots:    ", len(k.memslots))
 # online_vcpus: 2
 # users_count:  3
 # memslots:     1
+
+# %%
+inspector.refresh()      # the widget above now shows the memslot and the two vCPUs
 
 # %% [markdown]
 # `users_count` went from 1 to 3: every vCPU fd holds a reference on the VM

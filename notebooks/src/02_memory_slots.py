@@ -93,6 +93,14 @@ for gpa in (0x1234, 0xFFFFF, 0xF0000010, 0x100000):
 print(vm.kernel.memslots)
 
 # %% [markdown]
+# The memslot map widget draws the guest-physical address space: slots, holes (where
+# accesses become MMIO exits) and the VMM's MMIO devices.
+
+# %%
+from kvmlab.widgets import MemslotMap
+MemslotMap(vm)
+
+# %% [markdown]
 # ## 2. The rules: alignment, overlap, what can change
 #
 # `kvm_set_memory_region()` refuses a request with `EINVAL` if the addresses or the size are

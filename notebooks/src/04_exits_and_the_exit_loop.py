@@ -232,6 +232,24 @@ print(result.exit_counts)
 # {'IO': 14, 'HLT': 1}
 
 # %% [markdown]
+# The exit monitor widget shows the same run: counts by reason, a timeline, and one exit
+# in detail (its `kvm_run` fields and the guest instruction that caused it; on the
+# simulator also the hardware exit code). To watch a run *live*, display the monitor with
+# `.live()` in one cell and start the guest with `machine.start()` in the next: Jupyter
+# updates widgets only between cells, so the vCPU must run in a background thread.
+
+# %%
+from kvmlab.widgets import ExitMonitor
+hello_machine = Machine(mode="real")
+hello_machine.load(asm.assemble(HELLO, base=0x1000))
+monitor = ExitMonitor(hello_machine).live()
+monitor
+
+# %%
+handle = hello_machine.start()          # runs in a background thread; the monitor follows it
+handle.wait().summary()
+
+# %% [markdown]
 # ## Exercises
 #
 # **1.** `rep outsb` writes `cx` bytes from memory to a port. With `cx = 4`, how many

@@ -202,6 +202,16 @@ for i, va in enumerate((0x400000, 0x401000, 0x402000)):
 
 # %%
 print(pagewalk.walk_vcpu(m.vcpu, 0x400000, access="write"))
+
+# %% [markdown]
+# The page-walk widget shows the same walk with the address split into its index fields,
+# each level's entry and flags, and the second stage into the memslot:
+
+# %%
+from kvmlab.widgets import PageWalk
+PageWalk(m, va=0x400000, access="write")
+
+# %%
 m.close()
 
 # %% [markdown]

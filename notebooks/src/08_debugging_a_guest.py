@@ -179,6 +179,24 @@ m.close()
 # DEBUG exception=1 pc=0x100c dr6 B0=1 | [0x3000] = 6
 
 # %% [markdown]
+# ## 6. The stepper widget
+#
+# `kvmlab.widgets.Stepper` packages all of this: breakpoints on labels (hardware
+# breakpoints in DR0–DR3), `step()`, `cont()`, and a disassembly window around `rip`.
+
+# %%
+from kvmlab.widgets import Stepper
+m, prog = fresh()
+stepper = Stepper(m)
+stepper.add_breakpoint("done")
+print(stepper.cont())
+stepper
+
+# %%
+print(stepper.step())
+stepper.show()
+
+# %% [markdown]
 # *Differences you may meet:* on this course's test machine (a software "PVM" KVM backend)
 # single-step and execute breakpoints work as above, but `int3` is not intercepted (the
 # guest gets the `#BP` itself) and data watchpoints never fire. The simulator follows
