@@ -242,6 +242,10 @@ def _both():
 def test_run_result_is_the_same_on_sim_and_hw(name):
     hw, sim = run_result(name, "hw"), run_result(name, "sim")
     for d in (hw, sim):
+        if difftools.is_pvm():              # [PVM] debug.arch.dr7 is reported as 0 (reference §9)
+            for e in d["exits"]:
+                if e["reason"] == "DEBUG":
+                    e.pop("dr7", None)
         last = d["exits"][-1]
         if last["reason"] == "INTERNAL_ERROR":
             d["exits"][-1] = _clean_exit(last, False)
