@@ -86,6 +86,7 @@ def _run(self):
                       f"{bad.userspace_addr:#x} is not memory kvmlab knows; back slots with "
                       "kvmlab.GuestMemory (or register the buffer in kvmlab.hostmem)")
     self.sig = signals.install()
+    self.sig_armed = False
     apic = self.apic
     if apic is not None and self.mp_state == U.KVM_MP_STATE_UNINITIALIZED:
         return _wait_for_sipi(self, valid)
@@ -122,7 +123,7 @@ def _run(self):
                 return _out(self, valid) if valid else 0
             if code == EXIT_BUDGET:
                 v.stat[S.IRQ_EXITS] += 1
-                if self.kicked or (self.sig and signals.pending()):
+                if self.kicked or _signal_pending(self):
                     return _intr(self, valid)
                 if kvm.irqfds.items:
                     kvm.irqfds.drain()
@@ -177,6 +178,20 @@ def _traced_run(self, budget):
         self.last_code = code
         _trace_exit(self, code)
     return code
+
+
+def _signal_pending(self):
+    """``signal_pending(current)`` between budget chunks / while halted.  The first look of
+    each KVM_RUN only empties the wakeup pipe: bytes already there belong to signals whose
+    Python handlers ran before this KVM_RUN (e.g. a Ctrl-C at the prompt), which real KVM
+    would not see as pending either."""
+    if not self.sig:
+        return False
+    if not self.sig_armed:
+        signals.pending()
+        self.sig_armed = True
+        return False
+    return signals.pending()
 
 
 def _intr_fill(self):
@@ -482,7 +497,7 @@ def _block(self, until):
     t0 = time.monotonic_ns()
     try:
         while True:
-            if self.kicked or (getattr(self, "sig", False) and signals.pending()):
+            if self.kicked or _signal_pending(self):
                 return False
             if kvm.irqfds.items:
                 kvm.irqfds.drain()
@@ -674,7 +689,7 @@ def _run_round_robin(self, valid):
                         _sync_regs_out(o, o.mv64[36])
                 elif r == "ran":
                     busy = True
-            if self.kicked or (self.sig and signals.pending()):
+            if self.kicked or _signal_pending(self):
                 return _intr(self, valid)
             if kvm.irqfds.items:
                 kvm.irqfds.drain()
