@@ -22,6 +22,17 @@ kernel_view         (kvmlab) the read-only struct kvm view behind ``vm.kernel``
 ==================  ============================================================
 
 ``kvmlab.open("sim", vendor="intel" | "amd")`` builds ``SimBackend(vendor=...)``.
+
+Sim-only hooks on the backend: ``kernel_view(vm_fd)`` (``VmFd.kernel``), ``kick(vcpu_fd)``,
+``hardware_exit_code(vcpu_fd)``, ``entry_failure_rule(vcpu_fd)``, ``set_deterministic(vm_fd)``,
+``trace(fd)``, ``vm_list``.
+
+Not modelled (the ioctls fail as on a kernel without them, and KVM_CHECK_EXTENSION says
+so): KVM_GET/SET_PIT2, XSAVE/XCRS, SREGS2, KVM_ENABLE_CAP capabilities, the dirty ring,
+TSC/clock control, SMM, split irqchip, x2APIC, TSC-deadline timer, userspace MSR exits,
+x87/SSE register state (KVM_SET_FPU fails).  MOV CR8 does not reach an in-kernel LAPIC's
+TPR.  Signals other than SIGINT end KVM_RUN only in the main thread and only where nobody
+else owns Python's signal wakeup fd.
 """
 from .kvm_main import SimBackend  # noqa: F401
 
