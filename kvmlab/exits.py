@@ -17,6 +17,8 @@ from .uapi import ExitReason
 KVM_EXIT_IO_IN = 0
 KVM_EXIT_IO_OUT = 1
 
+_REASONS = {int(r): r for r in ExitReason}   # int -> ExitReason member, without IntEnum's slow call
+
 _IO = struct.Struct("<BBHIQ")        # direction, size, port, count, data_offset  @32
 _MMIO = struct.Struct("<Q8sIB")      # phys_addr, data[8], len, is_write           @32
 _DEBUG = struct.Struct("<IIQQQ")     # exception, pad, pc, dr6, dr7                @32
@@ -32,7 +34,7 @@ class Exit:
     _fields: tuple[str, ...] = ()
 
     def __init__(self, reason: int, page):
-        self.reason = ExitReason(reason) if reason in ExitReason._value2member_map_ else reason
+        self.reason = _REASONS.get(reason, reason)
         self._page = page
 
     @property
@@ -63,7 +65,8 @@ class IoExit(Exit):
     _fields = ("direction", "size", "port", "count", "data")
 
     def __init__(self, reason, page):
-        Exit.__init__(self, reason, page)
+        self.reason = _REASONS[reason]
+        self._page = page
         self.direction, self.size, self.port, self.count, self.data_offset = _IO.unpack_from(page, 32)
 
     @property
@@ -113,7 +116,8 @@ class MmioExit(Exit):
     _fields = ("phys_addr", "len", "is_write", "data")
 
     def __init__(self, reason, page):
-        Exit.__init__(self, reason, page)
+        self.reason = _REASONS[reason]
+        self._page = page
         self.phys_addr, self._raw, self.len, w = _MMIO.unpack_from(page, 32)
         self.is_write = bool(w)
 
@@ -177,12 +181,14 @@ class FailEntryExit(Exit):
     """KVM_EXIT_FAIL_ENTRY: the hardware refused VM entry (VMX: exit reason with bit 31 set;
     SVM: VMEXIT_INVALID)."""
 
-    __slots__ = ("hardware_entry_failure_reason", "cpu")
-    _fields = ("hardware_entry_failure_reason", "cpu")
+    __slots__ = ("hardware_entry_failure_reason", "cpu", "explanation")
+    _fields = ("hardware_entry_failure_reason", "cpu", "explanation")
 
     def __init__(self, reason, page):
         Exit.__init__(self, reason, page)
         self.hardware_entry_failure_reason, self.cpu = struct.unpack_from("<QI", page, 32)
+        #: which VM-entry rule the state broke, as a sentence (simulated backend only, else None)
+        self.explanation = None
 
 
 class UnknownExit(Exit):

@@ -17,6 +17,7 @@ from .binstats import StatsFile
 from .errors import KvmError
 
 PAGE = 4096
+_get_ident = threading.get_ident
 RING_MAX = 170   # KVM_COALESCED_MMIO_MAX: (4096 - 8) / 24
 _ENTRY = struct.Struct("<QII8s")
 
@@ -132,21 +133,31 @@ class VcpuFd:
 
         A signal, :meth:`kick` or ``immediate_exit`` gives an ``INTR`` exit; Ctrl-C raises
         KeyboardInterrupt.  Complete an IN / MMIO read with ``exit.complete(value)`` before
-        the next ``run()``.
+        the next ``run()``.  An ``EAGAIN`` from KVM_RUN (an AP that INIT/SIPI just woke)
+        is retried here, as QEMU does.
         """
-        self._thread = threading.get_ident()
+        self._thread = _get_ident()
         try:
-            self._ioctl_fn(self.fd, 0xAE80, 0)  # KVM_RUN
-        except OSError as e:
-            if e.errno == errno.EINTR:
-                if self._kicked:          # the kick's immediate_exit has done its job
-                    self._kicked = False
-                    self._page[1] = 0
-                return exits.intr(self._page)
-            raise KvmError(e.errno, "KVM_RUN") from None
+            while True:
+                try:
+                    self._ioctl_fn(self.fd, 0xAE80, 0)  # KVM_RUN
+                    break
+                except OSError as e:
+                    if e.errno == errno.EAGAIN:   # an AP woke from INIT/SIPI: enter again, as QEMU does
+                        continue
+                    if e.errno == errno.EINTR:
+                        if self._kicked:          # the kick's immediate_exit has done its job
+                            self._kicked = False
+                            self._page[1] = 0
+                        return exits.intr(self._page)
+                    raise KvmError(e.errno, "KVM_RUN") from None
         finally:
             self._thread = None
-        return exits.decode(self._page)
+        e = exits.decode(self._page)
+        if e.reason == 9:   # KVM_EXIT_FAIL_ENTRY: the simulator can say which rule was broken
+            rule = getattr(self.backend, "entry_failure_rule", None)
+            e.explanation = rule(self.fd) if rule else None
+        return e
 
     def kick(self) -> None:
         """Make a ``run()`` in another thread return soon with an INTR exit (sets
