@@ -333,10 +333,17 @@ def test_kvm_run_with_no_memslot_fails_with_ENOSPC_on_pvm_and_is_an_internal_err
 
 
 # ---- protected / long mode ---------------------------------------------------------------
-def test_a_16_byte_sse_store_to_mmio_exits_as_two_8_byte_fragments(vm):
+def test_a_16_byte_sse_store_to_mmio_exits_as_two_8_byte_fragments(kvm, vm):
     mem, vcpu, prog = modes.long_guest(vm, "movups xmm0, [0x2000]\n movups [0x40000010], xmm0\n hlt",
                                        cr4=0x600, gib=2)
     mem.write(0x2000, bytes(range(0x10, 0x20)))
+    if kvm.backend_name == "sim":
+        # The simulated CPU implements the integer instruction set only (DESIGN §2): SSE is
+        # an emulation failure with the instruction bytes, never a wrong result.
+        ex = run(vcpu)
+        assert (ex.reason, ex.suberror) == (kvmlab.KVM_EXIT_INTERNAL_ERROR, 1)
+        assert ex.insn_bytes.startswith(bytes.fromhex("0f10"))      # movups xmm0, [0x2000]
+        return
     assert run_until(vcpu) == [("MMIO", "write", 0x40000010, 8, bytes(range(0x10, 0x18))),
                                ("MMIO", "write", 0x40000018, 8, bytes(range(0x18, 0x20))), ("HLT",)]
 
