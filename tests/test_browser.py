@@ -1,10 +1,10 @@
 """The lessons in a real browser: JupyterLab + headless Chromium (driven by Playwright).
 
-What nbval cannot see, this does: the front end.  For the lessons that display widgets
-(see :func:`displays_widgets`; ``KVMLAB_BROWSER_LESSONS=all`` runs every lesson) the test
-opens the notebook in JupyterLab, runs *Run > Run All Cells* from the menu bar, waits until
-every code cell has run and the kernel is idle, saves the notebook (a temporary copy), and
-checks that
+What nbval cannot see, this does: the front end.  For a few lessons that display widgets
+(DEFAULT_LESSONS; ``KVMLAB_BROWSER_LESSONS=widgets`` runs every lesson that displays
+widgets, ``all`` every lesson, ``00,05`` those two) the test opens the notebook in
+JupyterLab, runs *Run > Run All Cells* from the menu bar, waits until every code cell has
+run and the kernel is idle, saves the notebook (a temporary copy), and checks that
 
 * every code cell ran and none raised (no traceback in any output),
 * every widget output rendered as a widget view: as many views in the page as the saved
@@ -18,7 +18,8 @@ screenshots).  Screenshots go to ``test-artifacts/screenshots/`` (gitignored).
 
 The server runs on 127.0.0.1 on a free port with a token, with temporary runtime, config
 and data directories (a fresh workspace, autosave off) and serves *copies* of the
-notebooks, so nothing in the repository is written.  The browser is the system's Chromium
+notebooks (in a ``notebooks/`` directory beside a link to ``guests/``, as in the
+repository), so nothing in the repository is written.  The browser is the system's Chromium
 (``/usr/bin/chromium``, or ``$KVMLAB_CHROMIUM``); Playwright never downloads one.  Without
 Chromium (a developer without root) the tests skip and say how to install it; CI's
 ``.ci/run`` installs it.
@@ -49,6 +50,10 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+# run by default (about 20 s each; the whole file stays under 2.5 minutes): 00 (plain
+# ipywidgets: slider, progress bar), 04 (the exit monitor, live), 07 (page walk),
+# 08 (registers, stepper).  KVMLAB_BROWSER_LESSONS=widgets runs every lesson with widgets.
+DEFAULT_LESSONS = ["00", "04", "07", "08"]
 LESSON_TIMEOUT = 240              # seconds for one lesson's Run All (cold kernels on a busy machine)
 
 pytestmark = pytest.mark.slow
@@ -77,10 +82,16 @@ def displays_widgets(path: pathlib.Path) -> bool:
 
 
 def _lessons() -> list[str]:
+    """The lessons to run: ``$KVMLAB_BROWSER_LESSONS`` = ``all``, ``widgets`` (every lesson
+    that displays widgets) or lesson numbers (``00,04``); by default DEFAULT_LESSONS."""
     every = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    if os.environ.get("KVMLAB_BROWSER_LESSONS", "").strip().lower() == "all":
+    choice = os.environ.get("KVMLAB_BROWSER_LESSONS", "").strip().lower()
+    if choice == "all":
         return [p.stem for p in every]
-    return [p.stem for p in every if displays_widgets(p)]
+    if choice == "widgets":
+        return [p.stem for p in every if displays_widgets(p)]
+    numbers = [n.strip() for n in choice.split(",") if n.strip()] or DEFAULT_LESSONS
+    return [p.stem for p in every if p.stem[:2] in numbers]
 
 
 def chromium_unavailable() -> str | None:
@@ -177,8 +188,10 @@ def warm_sim(chromium):
 def lab(chromium, warm_sim):
     """A JupyterLab server on 127.0.0.1 serving copies of the lessons and tests/data/live_view.ipynb."""
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="kvmlab-browser-"))
-    work = tmp / "work"
+    # the repository's layout around the copies: lessons find ../guests as in notebooks/
+    work = tmp / "notebooks"
     work.mkdir()
+    (tmp / "guests").symlink_to(ROOT / "guests", target_is_directory=True)
     for nb in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"):
         shutil.copy(nb, work / nb.name)
     shutil.copy(ROOT / "tests" / "data" / "live_view.ipynb", work / "live_view.ipynb")
@@ -360,6 +373,13 @@ def close_notebook(page, lab) -> None:
 
 
 # ------------------------------------------------------------------------ the tests
+def test_the_default_lessons_exist_and_display_widgets():
+    lessons = {p.stem[:2]: p for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
+    for n in DEFAULT_LESSONS:
+        assert n in lessons, f"lesson {n} is gone: update DEFAULT_LESSONS in {pathlib.Path(__file__).name}"
+        assert displays_widgets(lessons[n]), f"{lessons[n].name} no longer displays widgets: update DEFAULT_LESSONS"
+
+
 @pytest.mark.parametrize("lesson", _lessons())
 def test_lesson_runs_in_jupyterlab_and_its_widgets_render(page, lab, lesson):
     open_notebook(page, lab, f"{lesson}.ipynb")
