@@ -12,6 +12,8 @@ import struct
 import threading
 from dataclasses import dataclass
 
+import numpy as np
+
 from . import exits, uapi
 from .binstats import StatsFile
 from .errors import KvmError
@@ -20,6 +22,8 @@ PAGE = 4096
 _get_ident = threading.get_ident
 RING_MAX = 170   # KVM_COALESCED_MMIO_MAX: (4096 - 8) / 24
 _ENTRY = struct.Struct("<QII8s")
+#: struct kvm_coalesced_mmio as a numpy dtype (24 bytes)
+COALESCED_DTYPE = np.dtype([("phys_addr", "<u8"), ("len", "<u4"), ("pio", "<u4"), ("data", "u1", (8,))])
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,18 @@ class CoalescedRing:
         if first == last or last >= RING_MAX:
             return []
         out = [self.entry(i) for i in range(first, first + (last - first) % RING_MAX)]
+        self.first = last
+        return out
+
+    def drain_array(self) -> np.ndarray:
+        """Like :meth:`drain`, but the entries come as one numpy array of
+        :data:`COALESCED_DTYPE` records (fields ``phys_addr``, ``len``, ``pio``, ``data``):
+        a VMM that handles thousands of writes per exit stays fast."""
+        first, last = struct.unpack_from("<II", self._buf, self._off)
+        if first == last or last >= RING_MAX:
+            return np.empty(0, COALESCED_DTYPE)
+        ring = np.frombuffer(self._buf, COALESCED_DTYPE, count=RING_MAX, offset=self._off + 8)
+        out = ring[first:last].copy() if first < last else np.concatenate((ring[first:], ring[:last]))
         self.first = last
         return out
 

@@ -29,6 +29,15 @@ def test_draining_the_ring_returns_entries_oldest_first_and_advances_first_to_la
     assert (ring.first, ring.last, len(ring), ring.drain()) == (1, 1, 0, [])
 
 
+def test_draining_the_ring_as_an_array_gives_the_same_entries_across_the_wrap():
+    entries = {168: (0x100000, 1, 0, b"\x11"), 169: (0x100010, 2, 0, b"\x33\x22"), 0: (0x3F8, 1, 1, b"A")}
+    ring = CoalescedRing(memoryview(ring_page(168, 1, entries)))
+    arr = ring.drain_array()
+    assert [(int(a), int(n), int(p), bytes(d[:n])) for a, n, p, d in arr] == [
+        (0x100000, 1, 0, b"\x11"), (0x100010, 2, 0, b"\x33\x22"), (0x3F8, 1, 1, b"A")]
+    assert (ring.first, len(ring.drain_array())) == (1, 0)
+
+
 def test_a_ring_whose_last_is_out_of_range_has_no_entries():
     ring = CoalescedRing(memoryview(ring_page(0, 170, {})))
     assert ring.entries == [] and ring.drain() == []

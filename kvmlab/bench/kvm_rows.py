@@ -68,7 +68,7 @@ def coalesced_writes_per_s(backend: str, n: int) -> float:
     t = time.perf_counter()
     while True:
         e = vcpu.run()
-        writes += len(ring.drain())
+        writes += len(ring.drain_array())
         if e.reason == kvmlab.KVM_EXIT_MMIO:
             writes += 1
             continue
