@@ -366,11 +366,6 @@ SIM_BUGS = {
                       "upstream uses the guest's MAXPHYADDR from its CPUID (36 when no leaf 0x80000008 is "
                       "set, 48 after SET_CPUID2 with the supported table here): cr3=1<<36..1<<51 is EINVAL "
                       "on hw and accepted by the sim",
-    "slot-unmapped-hva": "sim bug: a memslot whose userspace_addr is not mapped in the process (0 or "
-                         "1<<40: accepted, only the range is checked) created before the first vCPU "
-                         "cannot be deleted, moved or flag-toggled once a vCPU exists: the sim's "
-                         "KVM_SET_USER_MEMORY_REGION raises KeyError (PhysMap.delete_slot of a slot the "
-                         "CPU core never mapped); hw: 0",
     "iobus-overlap-lookup": "sim bug: the sim offers an access to every overlapping device on a bus "
                             "(linear scan); upstream's kvm_io_bus keeps ranges sorted by kvm_io_bus_cmp at "
                             "insertion and finds the first device by bsearch, which misses a matching range "
@@ -398,7 +393,6 @@ class Gen:
         self.r = random.Random(seed)
         self.made: dict[int, tuple] = {}       # slots this scenario asked for (may have failed)
         self.zones: dict[int, list] = {0: [], 1: []}   # coalesced zones asked for, per bus
-        self.tainted: set[int] = set()                  # slot ids once asked for with an unmapped uaddr
         self.vcpus: set[int] = set()                    # vCPU ids asked for
 
     def gpa(self):
@@ -444,10 +438,6 @@ class Gen:
             slot = r.choice(SLOT_IDS)
             size = self.size()
             op = ("memslot", slot, r.choice(FLAG_CHOICES), self.gpa(), size, self.uspec(size))
-        if op[1] in self.tainted:                             # SIM_BUGS slot-unmapped-hva
-            return ("dirty_log", op[1])
-        if op[5][0] == "abs" and op[5][1] != KERNEL_HALF:
-            self.tainted.add(op[1])
         if op[4]:
             self.made[op[1]] = op[2:]
         return op
@@ -634,7 +624,6 @@ def test_long_mode_cr3_above_the_guest_maxphyaddr(kvms):
     _agree(kvms, [("create_vcpu", 0), ("set_sregs", 0, 0x80000011, 0x20, 0x500, 1 << 40, None, 0, 0)])
 
 
-@_xfail("slot-unmapped-hva")
 def test_deleting_a_slot_backed_by_unmapped_host_memory(kvms):
     _agree(kvms, [("memslot", 3, 0, 0x1000, 0x1000, ("abs", UNMAPPED)), ("create_vcpu", 0),
                   ("memslot", 3, 0, 0x1000, 0, ("abs", UNMAPPED))])

@@ -112,8 +112,8 @@ class KvmArch:
         pm = self.physmap
         if pm is None:
             return
-        if old is not None:
-            pm.delete_slot(old.id)
+        if old is not None and old.host is not None:
+            pm.delete_slot(old.id)            # an unbacked slot was never given to the core
         if new is not None:
             self._set_slot(new)
         for v in self.kvm.vcpu_array.values():
