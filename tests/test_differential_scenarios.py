@@ -359,9 +359,6 @@ SIM_BUGS = {
     "coalesced-size-2^31": "sim bug: upstream registers a coalesced zone on the io bus with an int "
                            "length, so a size >= 2^31 is negative there: size 0xffffffff (len -1) never "
                            "matches a lookup and the writes exit as MMIO on hw; the sim coalesces them",
-    "cr8-reserved": "sim bug: KVM_SET_SREGS with cr8 >= 16 is accepted on both, but upstream "
-                    "kvm_set_cr8 ignores a value with reserved bits (KVM_GET_SREGS still shows the old "
-                    "cr8, hw: 0); the sim stores it (reads back 16)",
     "cr3-maxphyaddr": "sim bug: KVM_SET_SREGS in long mode checks cr3 against MAXPHYADDR 52 on the sim; "
                       "upstream uses the guest's MAXPHYADDR from its CPUID (36 when no leaf 0x80000008 is "
                       "set, 48 after SET_CPUID2 with the supported table here): cr3=1<<36..1<<51 is EINVAL "
@@ -380,8 +377,6 @@ def _avoid_known_bugs(op):
         return ("coalesced", op[1], 0xD0000000, op[3], op[4])
     if op[0] == "coalesced" and op[3] >= 1 << 31:
         return ("coalesced", op[1], op[2], PAGE, op[4])
-    if op[0] == "set_sregs" and op[8] >= 16:
-        op = op[:8] + (15,)
     if op[0] == "set_sregs" and 1 << 36 <= op[5] < 1 << 52:
         op = op[:5] + (0x10000,) + op[6:]
     return op
@@ -614,7 +609,6 @@ def test_coalesced_zone_of_2_gib_or_more(kvms):
     _agree(kvms, [("coalesced", True, 0x4000, 0xFFFFFFFF, 0), ("probe",)])
 
 
-@_xfail("cr8-reserved")
 def test_set_sregs_cr8_with_reserved_bits(kvms):
     _agree(kvms, [("create_vcpu", 0), ("set_sregs", 0, 0x60000010, 0, 0, 0, None, 0, 16)])
 

@@ -426,6 +426,10 @@ class KvmVcpuArch:
         why = valid_sregs(s)
         if why:
             raise OSError(errno.EINVAL, f"KVM_SET_SREGS: {why}")
+        if s.cr8 & ~0xF:
+            # __set_sregs_common -> kvm_set_cr8: a value with reserved bits (CR8_RESERVED_BITS)
+            # is ignored without an error; CR8 keeps its old value
+            s.cr8 = self.core.get_sregs().cr8
         self.core.set_sregs(s)
         self.check_entry = True
         return 0
