@@ -359,10 +359,6 @@ SIM_BUGS = {
     "coalesced-size-2^31": "sim bug: upstream registers a coalesced zone on the io bus with an int "
                            "length, so a size >= 2^31 is negative there: size 0xffffffff (len -1) never "
                            "matches a lookup and the writes exit as MMIO on hw; the sim coalesces them",
-    "cr3-maxphyaddr": "sim bug: KVM_SET_SREGS in long mode checks cr3 against MAXPHYADDR 52 on the sim; "
-                      "upstream uses the guest's MAXPHYADDR from its CPUID (36 when no leaf 0x80000008 is "
-                      "set, 48 after SET_CPUID2 with the supported table here): cr3=1<<36..1<<51 is EINVAL "
-                      "on hw and accepted by the sim",
     "iobus-overlap-lookup": "sim bug: the sim offers an access to every overlapping device on a bus "
                             "(linear scan); upstream's kvm_io_bus keeps ranges sorted by kvm_io_bus_cmp at "
                             "insertion and finds the first device by bsearch, which misses a matching range "
@@ -377,8 +373,6 @@ def _avoid_known_bugs(op):
         return ("coalesced", op[1], 0xD0000000, op[3], op[4])
     if op[0] == "coalesced" and op[3] >= 1 << 31:
         return ("coalesced", op[1], op[2], PAGE, op[4])
-    if op[0] == "set_sregs" and 1 << 36 <= op[5] < 1 << 52:
-        op = op[:5] + (0x10000,) + op[6:]
     return op
 
 
@@ -613,7 +607,6 @@ def test_set_sregs_cr8_with_reserved_bits(kvms):
     _agree(kvms, [("create_vcpu", 0), ("set_sregs", 0, 0x60000010, 0, 0, 0, None, 0, 16)])
 
 
-@_xfail("cr3-maxphyaddr")
 def test_long_mode_cr3_above_the_guest_maxphyaddr(kvms):
     _agree(kvms, [("create_vcpu", 0), ("set_sregs", 0, 0x80000011, 0x20, 0x500, 1 << 40, None, 0, 0)])
 

@@ -423,7 +423,7 @@ class KvmVcpuArch:
     def set_sregs(self, arg):
         b = self._user(arg, 312, "KVM_SET_SREGS")
         s = U.kvm_sregs.from_buffer_copy(bytes(b[:312]))
-        why = valid_sregs(s)
+        why = valid_sregs(s, self.maxphyaddr())
         if why:
             raise OSError(errno.EINVAL, f"KVM_SET_SREGS: {why}")
         if s.cr8 & ~0xF:
@@ -534,6 +534,16 @@ class KvmVcpuArch:
     def set_msrs(self, arg):
         from . import msrs
         return msrs.msr_io(self._user(arg, 8, "KVM_SET_MSRS"), self._set_msr, False)
+
+    def maxphyaddr(self):
+        """``cpuid_query_maxphyaddr``: EAX[7:0] of the guest's CPUID leaf 0x80000008 if its
+        leaf 0x80000000 reaches it, else 36 (also before any KVM_SET_CPUID2)."""
+        ents = self.cpuid_entries
+        top = next((e[3] for e in ents if e[0] == 0x80000000), None)
+        if top is None or top < 0x80000008:
+            return 36
+        leaf = next((e[3] for e in ents if e[0] == 0x80000008), None)
+        return 36 if leaf is None else leaf & 0xFF
 
     def set_cpuid2(self, arg):
         from . import cpuid
@@ -699,8 +709,9 @@ CR0_VALID = 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x20 | (1 << 16) | (1 << 18) | (1 << 
 CR4_VALID = 0x7FF                  # VME..OSXMMEXCPT: what the teaching CPU implements
 
 
-def valid_sregs(s) -> str | None:
-    """``kvm_is_valid_sregs`` + ``kvm_is_valid_cr0/cr4`` + the APIC base check; None if OK."""
+def valid_sregs(s, maxphyaddr=52) -> str | None:
+    """``kvm_is_valid_sregs`` + ``kvm_is_valid_cr0/cr4`` + the APIC base check; None if OK.
+    ``maxphyaddr`` is the guest's (``cpuid_query_maxphyaddr``), used for the long-mode CR3."""
     efer, cr0, cr4 = s.efer, s.cr0, s.cr4
     LME, LMA = 1 << 8, 1 << 10
     if (efer & LME) and (cr0 & (1 << 31)):
@@ -708,8 +719,9 @@ def valid_sregs(s) -> str | None:
             return "long mode (EFER.LME and CR0.PG) needs CR4.PAE"
         if not (efer & LMA):
             return "EFER.LME with CR0.PG needs EFER.LMA set as well"
-        if s.cr3 >> 52:
-            return f"CR3 {s.cr3:#x} has bits above MAXPHYADDR"
+        if s.cr3 >> maxphyaddr:
+            return (f"CR3 {s.cr3:#x} has bits above the guest's MAXPHYADDR ({maxphyaddr}: "
+                    "CPUID 0x80000008 EAX[7:0], 36 without that leaf)")
     else:
         if efer & LMA:
             return "EFER.LMA is set without EFER.LME and CR0.PG"
