@@ -8,8 +8,11 @@ slots of which 169 are usable (``(last + 1) % 170 == first`` means full); a writ
 finds the ring full is not dropped: it goes to userspace as an ordinary exit.
 
 The CPU core appends to the same ring by itself for speed (it gets the zone list and the
-ring page through ``PhysMap.set_coalesced``); this module is the reference implementation
-used for writes that reach the kernel's io bus, and both follow the code below.
+ring page through ``PhysMap.set_coalesced``), but only for zones where that gives the same
+answer as the kernel's io bus lookup (:func:`core_zones`): a zone that overlaps another
+range on its bus (the bus's bsearch may miss it), one whose ``int`` length is negative or
+one that reaches 2^63 is left to this module, which serves the writes that reach the
+kernel's io bus and follows the kernel code below.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import struct
 
 import numpy as np
 
-from .iobus import KVM_MMIO_BUS, KVM_PIO_BUS, KvmIoDevice, kvm_io_bus_register_dev, \
+from .iobus import M64, KVM_MMIO_BUS, KVM_PIO_BUS, KvmIoDevice, kvm_io_bus_register_dev, \
     kvm_io_bus_unregister_dev
 
 KVM_COALESCED_MMIO_MAX = (4096 - 8) // 24   # 170
@@ -26,11 +29,17 @@ ENTRY_SIZE = 24
 
 
 def coalesced_mmio_in_range(zone_addr, zone_size, addr, length) -> bool:
-    if length < 0 or addr + length < addr:
+    """Upstream's check with its types: ``gpa_t`` (u64, wrapping) addresses, an ``int``
+    length (a size >= 2^31 passed as ``len`` is negative) and the zone's ``__u32`` size."""
+    length &= 0xFFFFFFFF
+    if length & 0x80000000:
+        return False                                  # len < 0
+    end = (addr + length) & M64
+    if end < addr:
         return False
     if addr < zone_addr:
         return False
-    return addr + length <= zone_addr + zone_size
+    return end <= (zone_addr + zone_size) & M64
 
 
 class KvmCoalescedMmioDev(KvmIoDevice):
@@ -95,3 +104,38 @@ def kvm_vm_ioctl_unregister_coalesced_mmio(kvm, addr, size, pio):
                 kvm.coalesced_zones.remove(dev)
         kvm.arch.update_coalesced()
     return 0
+
+
+def core_zones(kvm, limit):
+    """The zones the CPU core may coalesce by itself, as ``(addr, size, pio)``: those for
+    which "the write lies in the zone" is exactly what the kernel's io bus decides, i.e.
+    1 <= size < 2^31 (the bus's ``int`` length is positive), addr + size < 2^63 (the core
+    compares signed 64-bit numbers) and no other range on the same bus overlaps it (then
+    the bus's bsearch cannot miss it and no other device comes first).  With an in-kernel
+    LAPIC, an MMIO zone over the APIC page is left to the kernel too (the LAPIC sees MMIO
+    before the bus).  Writes to the other zones exit the core and go through the io bus."""
+    from .iobus import KVM_MMIO_BUS, KVM_PIO_BUS
+    out = []
+    apic = kvm.arch.irqchip_in_kernel()
+    for d in kvm.coalesced_zones:
+        if len(out) >= limit:
+            break
+        a, n = d.addr, d.size
+        if not (0 < n < 1 << 31) or a + n >= 1 << 63:
+            continue
+        if apic and not d.pio and a < 0xFEE00000 + 0x1000 and 0xFEE00000 < a + n:
+            continue
+        ok = True
+        for r in kvm.buses[KVM_PIO_BUS if d.pio else KVM_MMIO_BUS].range:
+            if r.dev is d:
+                continue
+            if r.len < 0:
+                ok = False                         # wraps or ends below its start: be safe
+                break
+            end = r.addr + max(r.len, 1)
+            if r.addr < a + n and a < end:
+                ok = False
+                break
+        if ok:
+            out.append((a, n, d.pio))
+    return out

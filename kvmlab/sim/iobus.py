@@ -1,7 +1,10 @@
 """virt/kvm/kvm_main.c (kvm_io_bus_*) + include/kvm/iodev.h: the in-kernel I/O buses.
 
-``struct kvm_io_bus`` is a sorted array of ``(addr, len, device)`` ranges.  A guest access
-that did not hit RAM is offered to the bus first; a device that claims it (its ``write``
+``struct kvm_io_bus`` is a sorted array of ``(addr, len, device)`` ranges (``len`` is an
+``int``, as in the kernel).  A guest access that did not hit RAM is offered to the bus
+first: ``kvm_io_bus_get_first_dev`` bsearches the array and the access goes to that range
+and the matching ranges after it, exactly like virt/kvm/kvm_main.c (so, like the kernel,
+a lookup can miss a matching range when ranges overlap); a device that claims it (its ``write``
 or ``read`` returns handled) completes the access inside the kernel, otherwise the access
 goes to userspace as KVM_EXIT_IO / KVM_EXIT_MMIO.
 
@@ -58,30 +61,82 @@ class KvmIoBus:
         return f"kvm_io_bus(dev_count={self.dev_count}, ioeventfd_count={self.ioeventfd_count})"
 
 
+M64 = (1 << 64) - 1
+
+
+def _int_len(length: int) -> int:
+    """The kernel stores a range's length in an ``int``: a 32-bit value >= 2^31 (e.g. a
+    coalesced zone of size 0xffffffff) is negative there."""
+    length &= 0xFFFFFFFF
+    return length - (1 << 32) if length & 0x80000000 else length
+
+
+def kvm_io_bus_cmp(r1, r2) -> int:
+    """``kvm_io_bus_cmp`` with the kernel's arithmetic: ``gpa_t`` (u64, wrapping) addresses
+    plus ``int`` lengths.  If ``r2.len`` is 0 only the start addresses are compared (a
+    device of length 0 matches its exact address); otherwise r1 "equals" r2 when it starts
+    at or after r2 and ends at or before r2's end.  Used both to keep the array sorted
+    (r1 = a range already on the bus, r2 = the new one) and to look up (r1 = the access)."""
+    addr1, addr2 = r1.addr, r2.addr
+    if addr1 < addr2:
+        return -1
+    if r2.len:
+        addr1 = (addr1 + r1.len) & M64
+        addr2 = (addr2 + r2.len) & M64
+    if addr1 > addr2:
+        return 1
+    return 0
+
+
 def _match(r: KvmIoRange, addr: int, length: int) -> bool:
-    """``kvm_io_bus_cmp(range, dev) == 0``: the access lies inside the device's range
-    (a device of length 0 matches its exact address only)."""
-    if addr < r.addr:
-        return False
-    if r.len:
-        return addr + length <= r.addr + r.len
-    return addr == r.addr
+    """``kvm_io_bus_cmp(access, range) == 0``."""
+    return kvm_io_bus_cmp(KvmIoRange(addr, length, None), r) == 0
+
+
+def _bsearch(key, ranges):
+    """lib/bsearch.c ``__inline_bsearch`` with ``kvm_io_bus_sort_cmp``: index or -1.  With
+    overlapping ranges on the bus it can miss a range that matches (the array is sorted
+    by insertion with a comparison that is not a total order for them): so can the kernel."""
+    base, num = 0, len(ranges)
+    while num > 0:
+        pivot = base + (num >> 1)
+        result = kvm_io_bus_cmp(key, ranges[pivot])
+        if result == 0:
+            return pivot
+        if result > 0:
+            base = pivot + 1
+            num -= 1
+        num >>= 1
+    return -1
+
+
+def kvm_io_bus_get_first_dev(bus, addr, length) -> int:
+    """bsearch, then step back over the matching ranges before the one it found."""
+    key = KvmIoRange(addr, length, None)
+    off = _bsearch(key, bus.range)
+    if off < 0:
+        return -1
+    while off > 0 and kvm_io_bus_cmp(key, bus.range[off - 1]) == 0:
+        off -= 1
+    return off
 
 
 def kvm_io_bus_register_dev(kvm, bus_idx, addr, length, dev, is_ioeventfd=False):
-    """Caller holds ``kvm.slots_lock``."""
+    """Caller holds ``kvm.slots_lock``.  The new range goes before the first range that
+    compares greater than it (``kvm_io_bus_cmp(range[i], new) > 0``), as upstream."""
     bus = kvm.buses[bus_idx]
     if bus.dev_count - bus.ioeventfd_count > NR_IOBUS_DEVS - 1:
         raise OSError(errno.ENOSPC, f"the {BUS_NAMES[bus_idx]} already holds {NR_IOBUS_DEVS} "
                       "devices (NR_IOBUS_DEVS); unregister zones or devices you no longer need")
     ranges = list(bus.range)
-    key = (addr, length)
+    new = KvmIoRange(addr & M64, _int_len(length), dev)
     i = 0
-    while i < len(ranges) and (ranges[i].addr, ranges[i].len) <= key:
+    while i < len(ranges) and kvm_io_bus_cmp(ranges[i], new) <= 0:
         i += 1
-    ranges.insert(i, KvmIoRange(addr, length, dev))
+    ranges.insert(i, new)
     kvm.buses[bus_idx] = KvmIoBus(ranges, bus.ioeventfd_count + (1 if is_ioeventfd else 0))
     kvm.arch.update_devmask()
+    kvm.arch.update_coalesced()
 
 
 def kvm_io_bus_unregister_dev(kvm, bus_idx, dev, is_ioeventfd=False):
@@ -92,21 +147,35 @@ def kvm_io_bus_unregister_dev(kvm, bus_idx, dev, is_ioeventfd=False):
         return -errno.ENOENT
     kvm.buses[bus_idx] = KvmIoBus(ranges, bus.ioeventfd_count - (1 if is_ioeventfd else 0))
     kvm.arch.update_devmask()
+    kvm.arch.update_coalesced()
     return 0
 
 
 def kvm_io_bus_write(vcpu, bus, addr, length, data) -> bool:
-    """Offer a guest write to the devices on ``bus`` (a published ``KvmIoBus``)."""
-    for r in bus.range:
-        if _match(r, addr, length) and r.dev.write(vcpu, addr, length, data):
+    """``__kvm_io_bus_write``: offer a guest write to the devices on ``bus`` (a published
+    ``KvmIoBus``), from the first matching range bsearch finds, in array order."""
+    idx = kvm_io_bus_get_first_dev(bus, addr, length)
+    if idx < 0:
+        return False
+    key = KvmIoRange(addr, length, None)
+    rng = bus.range
+    while idx < len(rng) and kvm_io_bus_cmp(key, rng[idx]) == 0:
+        if rng[idx].dev.write(vcpu, addr, length, data):
             return True
+        idx += 1
     return False
 
 
 def kvm_io_bus_read(vcpu, bus, addr, length):
-    for r in bus.range:
-        if _match(r, addr, length):
-            val = r.dev.read(vcpu, addr, length)
-            if val is not None:
-                return val
+    """``__kvm_io_bus_read``."""
+    idx = kvm_io_bus_get_first_dev(bus, addr, length)
+    if idx < 0:
+        return None
+    key = KvmIoRange(addr, length, None)
+    rng = bus.range
+    while idx < len(rng) and kvm_io_bus_cmp(key, rng[idx]) == 0:
+        val = rng[idx].dev.read(vcpu, addr, length)
+        if val is not None:
+            return val
+        idx += 1
     return None

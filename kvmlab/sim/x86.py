@@ -128,9 +128,11 @@ class KvmArch:
         pm = self.physmap
         if pm is None:
             return
-        # the core coalesces the first PM_MAXZONES zones itself; writes to any further zone
-        # reach the kernel's io bus, whose coalesced_mmio devices append to the same ring
-        zones = [(d.addr, d.size, d.pio) for d in self.kvm.coalesced_zones][:L.PM_MAXZONES]
+        # the core coalesces up to PM_MAXZONES zones itself (those where it decides like the
+        # kernel's io bus, see coalesced_mmio.core_zones); writes to any other zone reach the
+        # kernel's io bus, whose coalesced_mmio devices append to the same ring
+        from .coalesced_mmio import core_zones
+        zones = core_zones(self.kvm, L.PM_MAXZONES)
         pm.set_coalesced(zones, self.kvm.coalesced_mmio_ring)
 
     # -- VM ioctls (kvm_arch_vm_ioctl) ---------------------------------------------------
