@@ -73,10 +73,6 @@ SIM_BUGS = {
     "shutdown-rf": "sim bug: after the triple fault (ud2 with an empty IDT) hw reports rflags.RF=1 "
                    "(KVM sets RF when it injects a fault-class exception, kvm_check_and_inject_events); "
                    "the sim keeps RF=0",
-    "internal-error-layout": "sim bug: KVM_EXIT_INTERNAL_ERROR for a fetch from unmapped GPA: hw "
-                             "gives ndata=6, data[0] (flags)=0 (upstream kvm_prepare_emulation_failure_exit: "
-                             "no instruction bytes unless KVM_CAP_EXIT_ON_EMULATION_FAILURE); the sim gives "
-                             "ndata=9 and flags=1 (INSTRUCTION_BYTES) with insn_size 0",
 }
 
 
@@ -183,8 +179,6 @@ def normalise(trace: list, side: str, bugs: set[str], singlestep: bool) -> list:
         regs = dict(e["regs"])
         if "rep-rf" in bugs:
             regs["rflags"] &= ~RF
-        if "internal-error-layout" in bugs and rec["reason"] == "INTERNAL_ERROR":
-            rec.pop("ndata"), rec.pop("flags")
         extra_step = False
         if "rep-io-tail" in bugs and e["_rep_io_tail"]:
             regs["rip"] += e["_rep_io_tail"]                        # hw: finishes on the next run
@@ -226,7 +220,7 @@ def compare_traces(hw: list, sim: list, *, singlestep: bool) -> list[str]:
 
 
 def _guest_bugs(name: str, singlestep: bool) -> set[str]:
-    bugs = {"rep-rf", "rep-io-tail", "internal-error-layout"}
+    bugs = {"rep-rf", "rep-io-tail"}
     if singlestep and name == "ioeventfd":
         bugs.add("ioeventfd-singlestep")
     return bugs
@@ -249,7 +243,6 @@ def test_run_result_is_the_same_on_sim_and_hw(name):
         last = d["exits"][-1]
         if last["reason"] == "INTERNAL_ERROR":
             d["exits"][-1] = _clean_exit(last, False)
-            d["exits"][-1].pop("ndata"), d["exits"][-1].pop("flags")    # SIM_BUGS internal-error-layout
         if d["stop_reason"] == "shutdown":
             d["regs"]["rflags"] &= ~RF                                  # SIM_BUGS shutdown-rf
         if difftools.is_pvm():
@@ -325,7 +318,6 @@ def test_rflags_after_the_triple_fault():
     assert hex(hw["regs"]["rflags"]) == hex(sim["regs"]["rflags"])
 
 
-@_xfail("internal-error-layout")
 def test_internal_error_flags_and_ndata_for_a_fetch_from_unmapped_gpa():
     hw, sim = run_result("unmapped_fetch", "hw"), run_result("unmapped_fetch", "sim")
     a, b = hw["exits"][-1], sim["exits"][-1]

@@ -329,12 +329,23 @@ def _internal_error(self):
         self.vcpu.stat[S.INSN_EMULATION_FAIL] += 1
         n = int(st[L.INT_LEN])
         insn = bytes(int(x) & 0xFF for x in st[L.INT_BYTES:L.INT_BYTES + n])
-        # prepare_emulation_failure_exit: flags, insn_size + 15 bytes, then the vendor's
-        # exit info (reason, info1, info2, intr_info, error_code) and the last vCPU cpu
-        struct.pack_into("<IIQB", page, 32, sub, 9, 1, n)
-        page[49:49 + n] = list(insn)
+        # prepare_emulation_failure_exit: data[0] = flags; then, only if the emulator
+        # fetched instruction bytes (insn_size > 0: a real emulation failure on an
+        # instruction it cannot run), insn_size + 15 bytes (padded with 0x90) in data[1..2]
+        # and flags = INSTRUCTION_BYTES; then the vendor's 5 exit-info words (reason, info1,
+        # info2, intr_info, error_code).  A fetch from unmapped memory fetched nothing:
+        # flags 0, ndata 6 (reference: "fetch from unmapped GPA").  Upstream does this
+        # whether or not KVM_CAP_EXIT_ON_EMULATION_FAILURE is enabled (that cap only decides
+        # whether a failure at CPL > 0 exits instead of injecting #UD).
         hw = self.ops.exit_code["emulation"]
-        struct.pack_into("<6Q", page, 40 + 3 * 8, hw, 0, 0, 0, 0, 0)
+        if n:
+            struct.pack_into("<IIQB", page, 32, sub, 8, 1, n)
+            page[49:49 + 15] = 0x90
+            page[49:49 + n] = list(insn)
+            struct.pack_into("<5Q", page, 40 + 3 * 8, hw, 0, 0, 0, 0)
+        else:
+            struct.pack_into("<IIQ", page, 32, sub, 6, 0)
+            struct.pack_into("<5Q", page, 40 + 8, hw, 0, 0, 0, 0)
     else:
         struct.pack_into("<II", page, 32, sub, 0)
 
