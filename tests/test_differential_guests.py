@@ -70,9 +70,6 @@ SIM_BUGS = {
                             "in-kernel by an ioeventfd gives no KVM_EXIT_DEBUG on the sim (it runs "
                             "on to the next userspace exit); hw reports DEBUG after that instruction "
                             "as upstream does (kvm_skip_emulated_instruction -> single-step)",
-    "shutdown-rf": "sim bug: after the triple fault (ud2 with an empty IDT) hw reports rflags.RF=1 "
-                   "(KVM sets RF when it injects a fault-class exception, kvm_check_and_inject_events); "
-                   "the sim keeps RF=0",
 }
 
 
@@ -243,8 +240,6 @@ def test_run_result_is_the_same_on_sim_and_hw(name):
         last = d["exits"][-1]
         if last["reason"] == "INTERNAL_ERROR":
             d["exits"][-1] = _clean_exit(last, False)
-        if d["stop_reason"] == "shutdown":
-            d["regs"]["rflags"] &= ~RF                                  # SIM_BUGS shutdown-rf
         if difftools.is_pvm():
             # [PVM] io_exits counts only hardware IO intercepts: 0 here (reference §15, §17 #10)
             d["stats"].pop("io_exits")
@@ -311,7 +306,6 @@ def test_single_step_reports_debug_after_an_ioeventfd_write():
     assert [e["exit"]["reason"] for e in thw[:4]] == [e["exit"]["reason"] for e in tsim[:4]]
 
 
-@_xfail("shutdown-rf")
 def test_rflags_after_the_triple_fault():
     hw, sim = run_result("triple_fault", "hw"), run_result("triple_fault", "sim")
     assert hw["stop_reason"] == sim["stop_reason"] == "shutdown"

@@ -279,6 +279,11 @@ def _handle_exit(self, code):
             # svm.c shutdown_interception: the VMCB is undefined after a shutdown
             # intercept, so KVM INIT-resets the vCPU before telling userspace
             self.kvm_vcpu_reset(True)
+        else:
+            # kvm_check_and_inject_events sets RFLAGS.RF whenever it injects a fault-class
+            # exception; the exception that escalated to the triple fault was one, so the
+            # state kept at the SHUTDOWN exit has RF=1 (as the hw backend shows)
+            st[L.RFLAGS] |= L.F_RF
         fill_exit(st, page, self.lay, U.KVM_EXIT_SHUTDOWN, apic is not None)
         return 0
     if code == L.EXIT_INTERNAL_ERROR:
