@@ -34,15 +34,6 @@ FLAGS = 0x8D5          # CF PF AF ZF SF OF
 IOPL3 = 0x3000
 
 
-# Known simulator bug: steered around in the random programs (so they keep testing the rest),
-# shown directly by the strict-xfail test at the end; delete both when the sim is fixed.
-SIM_BUG_CMPXCHG = ("sim bug (CPU core): a 32-bit CMPXCHG with a register destination whose comparison "
-                   "fails (ZF=0) leaves the destination's upper 32 bits alone on this host's silicon (the "
-                   "destination is not written: rdi stays 0xaaaaaaaa11111111); the sim writes it back "
-                   "zero-extended (0x11111111), as unicorn/QEMU do, so the unicorn differential cannot see it")
-_CMPXCHG_R32 = re.compile(r"cmpxchg\s+(e[a-z]{2}|r\d+d)\s*,")
-
-
 def _user_machine(backend: str) -> Machine:
     m = Machine(mode="long", memory=4 << 20, kvm=difftools.open_backend(backend), gib=1)
     pt = m.memory.view("<u8", modes.PML4_BASE, modes.page_table_size(1) // 8)
@@ -98,8 +89,6 @@ def test_random_cpl3_programs_give_the_same_state_on_sim_and_hw(machines):
         seed = BASE_SEED + i
         g = Gen(seed, 64)
         body = [t for t, _ in g.program(g.r.randrange(3, 25))]
-        if any(_CMPXCHG_R32.search(t) for t in body):
-            continue                      # SIM_BUG_CMPXCHG
         text = ".code64\n_start:\n" + "\n".join(body) + "\nout 0x80, al\n"
         code = asm.assemble(text, base=CODE).code
         rng = random.Random(seed)
@@ -122,7 +111,6 @@ def test_random_cpl3_programs_give_the_same_state_on_sim_and_hw(machines):
         "\n".join(failures[:8])
 
 
-@pytest.mark.xfail(strict=True, reason=SIM_BUG_CMPXCHG)
 def test_failed_32_bit_cmpxchg_keeps_the_upper_half_of_a_register_destination(machines):
     code = asm.assemble(".code64\n_start:\ncmpxchg edi, ecx\nout 0x80, al\n", base=CODE).code
     regs = dict(rax=0x5555555522222222, rdi=0xAAAAAAAA11111111, rcx=0xCCCCCCCC33333333, rsp=STACK,

@@ -296,11 +296,14 @@ def x_atomic(st, pm):
         if acc == dst:
             rm_write(st, pm, size, src)
         else:
-            # the destination is written back with its own value (zero-extending a 32-bit
-            # register in 64-bit mode), then the accumulator is loaded
-            rm_write(st, pm, size, dst)
-            if st[ABORT] != 0:
-                return
+            # a memory destination is written back with its own value (the locked cycle
+            # always writes); a register destination is left alone -- AMD silicon keeps the
+            # upper half of a 32-bit register in 64-bit mode (measured against /dev/kvm at
+            # CPL3; QEMU/unicorn zero-extend it).  Then the accumulator is loaded.
+            if st[d + D_MOD] != 3:
+                rm_write(st, pm, size, dst)
+                if st[ABORT] != 0:
+                    return
             set_reg(st, RAX, size, dst)
     else:
         s = add_op(st, dst, src, 0, size)
