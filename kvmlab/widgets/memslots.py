@@ -131,7 +131,7 @@ class MemslotMap(View):
                     ax.barh(0.3, 1 / n, left=i + p / n, height=0.3,
                             color="#d62728" if p in self.last_dirty.get(slot, ()) else "#f4a3a3")
                 ax.text(i + 0.5, 0.05, "dirty pages", ha="center", va="center", fontsize=6)
-        ax.set_xlim(0, len(regions))
+        ax.set_xlim(-0.02, len(regions) + 0.02)   # keep the outer box edges inside the image
         ax.set_ylim(-0.1, 1.5)
         ax.axis("off")
         fig.tight_layout()

@@ -80,7 +80,7 @@ class CoalescedRingView(View):
             ax.add_patch(_rect(c, -r, color))
             label = ("F" if i == self.first else "") + ("L" if i == self.last else "")
             ax.text(c + 0.5, -r + 0.5, label or str(i), ha="center", va="center",
-                    fontsize=7 if label else 5, weight="bold" if label else "normal")
+                    fontsize=8 if label else 6.5, weight="bold" if label else "normal")
         ax.set_xlim(0, 17)
         ax.set_ylim(-9, 1)
         ax.axis("off")

@@ -144,7 +144,7 @@ print("memslots:    ", len(k.memslots))
 # memslots:     1
 
 # %%
-inspector.refresh()      # the widget above now shows the memslot and the two vCPUs
+inspector.refresh();     # the widget above now shows the memslot and the two vCPUs
 
 # %% [markdown]
 # `users_count` went from 1 to 3: every vCPU fd holds a reference on the VM
