@@ -2,7 +2,6 @@
 # Create .venv (if needed), install kvmlab with its lesson extras, open the lessons in JupyterLab.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[lab]"
+. tools/venv.sh
+ensure_venv lab
 exec .venv/bin/jupyter lab notebooks/ "$@"
