@@ -166,7 +166,7 @@ with Machine(mode="protected", vcpus=2, irqchip=True) as m:
 problems = []
 if total != 400000:
     problems.append(f"lock inc on two vCPUs loses updates ({total} of 400000)")
-if log != ["EAGAIN", "IO"]:
+if log not in (["IO"], ["EAGAIN", "IO"]):     # VcpuFd.run retries EAGAIN (as QEMU does)
     problems.append(f"an AP started by INIT/SIPI does not run from the SIPI vector at once (KVM_RUN gave {log})")
 print("ok" if not problems else "; ".join(problems))
 """

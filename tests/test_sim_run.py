@@ -269,25 +269,24 @@ def test_init_sipi_brings_up_an_application_processor():
 
     def ap_thread():
         try:
-            run(ap)
+            ex = run(ap)                         # VcpuFd.run retries KVM_RUN's EAGAIN (as QEMU)
         except kvmlab.KvmError as e:            # upstream: EAGAIN once INIT/SIPI arrived
             result["first"] = e.errno
-        result["ex"] = run(ap)
-        result["port"] = result["ex"].port
+            ex = run(ap)
+        result["ex"] = ex
+        result["port"] = getattr(ex, "port", None)
     t = threading.Thread(target=ap_thread)
     t.start()
     time.sleep(0.1)
     threading.Timer(0.5, bsp.kick).start()
     ex = bsp.run()                               # BSP sends INIT + SIPI, then halts in the kernel
     t.join(5)
-    assert result.get("first") == 11 and result.get("port") == 0x99
+    # the AP waits (in the kernel) for the SIPI after the INIT, then runs from vector 2
+    assert result.get("first") in (None, 11) and result.get("port") == 0x99, result
     assert ap.get_sregs().cs.base == 0x2000
 
 
 # -- vCPU threads -----------------------------------------------------------------------------------
-@pytest.mark.xfail(reason="kvmlab.cpu does not yet make LOCK-prefixed read-modify-write atomic "
-                          "across host threads (needs an atomicrmw intrinsic in the core)",
-                   strict=False)
 def test_two_vcpus_run_in_their_own_threads_and_lock_inc_is_atomic_across_them():
     src = """
     mov ecx, 20000

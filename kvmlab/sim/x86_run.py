@@ -112,6 +112,9 @@ def _run(self):
         while True:
             if apic is not None:
                 _irqchip_entry(self)
+                while self.mp_state == U.KVM_MP_STATE_INIT_RECEIVED:
+                    _block_until_sipi(self)
+                    _irqchip_entry(self)
             if tr.on:
                 code = _traced_run(self, budget)
                 r = fast_exit(st, page, lay, code, arch.devmask)
@@ -464,8 +467,8 @@ def _irqchip_entry(self):
             pit.check_timer(time.monotonic_ns())
         if apic.pending_events:
             _accept_events(self)
-            if self.mp_state != U.KVM_MP_STATE_RUNNABLE:
-                return _wait_for_sipi(self, 0) if False else None
+        if self.mp_state == U.KVM_MP_STATE_INIT_RECEIVED:
+            return None                  # not running: the caller blocks until the SIPI
         if self.nmi_pending and not st[L.NMI_BLOCKED]:
             self.nmi_pending = False
             self.core.queue_nmi()
@@ -553,6 +556,17 @@ def _halt_in_kernel(self):
     self.mp_state = U.KVM_MP_STATE_RUNNABLE
     self.st[L.HALTED] = 0
     return None
+
+
+def _block_until_sipi(self):
+    """vcpu_run -> vcpu_block for an AP in INIT_RECEIVED: it does not run (upstream's
+    ``kvm_vcpu_running`` is false) but sleeps in the kernel until a SIPI (or another INIT)
+    arrives, then ``kvm_apic_accept_events`` starts it at the SIPI vector; a signal or a
+    kick ends KVM_RUN with EINTR / KVM_EXIT_INTR."""
+    ok = _block(self, lambda: bool(self.apic.pending_events))
+    if not ok:
+        _intr_fill(self)
+        raise _eintr("KVM_RUN was interrupted while the AP waited for its SIPI")
 
 
 def _wait_for_sipi(self, valid):
