@@ -66,10 +66,6 @@ SIM_BUGS = {
                    "when it runs again with rcx=0: string_insn_completed is false for them); the sim "
                    "already advances rip past it. Under single-step hw then reports one more DEBUG "
                    "exit for that instruction",
-    "ioeventfd-singlestep": "sim bug: under KVM_GUESTDBG_SINGLESTEP an OUT/MMIO write consumed "
-                            "in-kernel by an ioeventfd gives no KVM_EXIT_DEBUG on the sim (it runs "
-                            "on to the next userspace exit); hw reports DEBUG after that instruction "
-                            "as upstream does (kvm_skip_emulated_instruction -> single-step)",
 }
 
 
@@ -217,10 +213,7 @@ def compare_traces(hw: list, sim: list, *, singlestep: bool) -> list[str]:
 
 
 def _guest_bugs(name: str, singlestep: bool) -> set[str]:
-    bugs = {"rep-rf", "rep-io-tail"}
-    if singlestep and name == "ioeventfd":
-        bugs.add("ioeventfd-singlestep")
-    return bugs
+    return {"rep-rf", "rep-io-tail"}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -270,11 +263,8 @@ def test_single_step_trace_is_the_same_on_sim_and_hw(name):
     bugs = _guest_bugs(name, True)
     (thw, fhw), (tsim, fsim) = step_trace(name, "hw", True), step_trace(name, "sim", True)
     hw, sim = normalise(thw, "hw", bugs, True), normalise(tsim, "sim", bugs, True)
-    if "ioeventfd-singlestep" in bugs:          # compare only up to the first ioeventfd write
-        hw, sim = hw[:2], sim[:2]
     lines = compare_traces(hw, sim, singlestep=True)
-    if not (difftools.is_pvm() and any(e["exit"]["reason"] == "HLT" for e in sim)) \
-            and "ioeventfd-singlestep" not in bugs:
+    if not (difftools.is_pvm() and any(e["exit"]["reason"] == "HLT" for e in sim)):
         lines += difftools.diff(fhw, fsim, "final")
     assert len(thw) > 10 and not lines, difftools.explain(f"guest {name} (single-step)", lines)
 
@@ -300,7 +290,6 @@ def test_rip_after_the_last_element_of_rep_outsb_and_rep_insb():
     assert [e["regs"]["rip"] for e in thw] == [e["regs"]["rip"] for e in tsim]
 
 
-@_xfail("ioeventfd-singlestep")
 def test_single_step_reports_debug_after_an_ioeventfd_write():
     (thw, _), (tsim, _) = step_trace("ioeventfd", "hw", True), step_trace("ioeventfd", "sim", True)
     assert [e["exit"]["reason"] for e in thw[:4]] == [e["exit"]["reason"] for e in tsim[:4]]

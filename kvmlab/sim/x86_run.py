@@ -240,10 +240,10 @@ def _handle_exit(self, code):
         # from a 1-instruction completion run
         if code == EXIT_IO:
             if self.kvm.arch.devmask & DEV_PIO and _pio_in_kernel(self):
-                return None
+                return _singlestep_after_kernel_write(self, st[L.IO_DIR])
         else:
             if self.kvm.arch.devmask & (DEV_MMIO | DEV_APIC) and _mmio_in_kernel(self):
-                return None
+                return _singlestep_after_kernel_write(self, st[L.MMIO_WRITE] and not st[L.MQ_N])
             stat[MMIO_EXITS] += 1
         self.pending = fill_exit(st, page, self.lay, code, apic is not None)
         self.last_code = code
@@ -296,6 +296,27 @@ def _handle_exit(self, code):
         return 0
     raise OSError(errno.EIO, f"the CPU core returned an unknown exit code {code}; this is a "
                              "kvmlab bug, please report it")
+
+
+def _singlestep_after_kernel_write(self, done):
+    """A write the kernel consumed (ioeventfd, coalesced zone, in-kernel device) finished
+    its instruction: upstream's ``kvm_skip_emulated_instruction`` -> ``kvm_vcpu_do_singlestep``
+    reports KVM_EXIT_DEBUG right away under KVM_GUESTDBG_SINGLESTEP (the core only reports
+    single-step traps for instructions that did not exit).  Returns None to re-enter the
+    guest, 0 when kvm_run holds the DEBUG exit.  ``done``: a write whose instruction has
+    retired (not an IN / MMIO read the core finishes on re-entry, nor an MMIO write with
+    more fragments queued)."""
+    st = self.st
+    if not done or (int(st[L.GDBG_CTRL]) & 3) != 3:
+        return None
+    lin = int(st[L.RIP]) if st[L.MODE64] else \
+        (int(st[L.SEG + 4 * L.CS + L.BASE]) + int(st[L.RIP])) & 0xFFFFFFFF
+    st[L.EXIT_REASON] = EXIT_DEBUG
+    st[L.DBG_EXC] = 1
+    st[L.DBG_PC] = lin
+    st[L.DBG_DR6] = 0xFFFF4FF0                  # DR6_BS | DR6_ACTIVE_LOW
+    st[L.DBG_DR7] = 0
+    return _handle_exit(self, EXIT_DEBUG)      # the same VM exit: counted once
 
 
 KVM_ENOSYS, KVM_EPERM = 1000, 1
