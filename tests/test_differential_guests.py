@@ -57,16 +57,7 @@ RF = 1 << 16
 MAX_STEPS = 4000
 
 # --- known simulator bugs ----------------------------------------------------------------
-SIM_BUGS = {
-    "rep-rf": "sim bug: while a rep string instruction is between exits (rep outsb after one "
-              "element), hw has rflags.RF=1 (KVM's emulator sets RF for an unfinished rep string "
-              "instruction, x86_emulate_insn); the sim leaves RF=0",
-    "rep-io-tail": "sim bug: after the exit for the last element of rep outs/ins (rcx now 0), "
-                   "hw leaves rip on the rep instruction (KVM's emulator ends a rep ins/outs only "
-                   "when it runs again with rcx=0: string_insn_completed is false for them); the sim "
-                   "already advances rip past it. Under single-step hw then reports one more DEBUG "
-                   "exit for that instruction",
-}
+SIM_BUGS: dict[str, str] = {}
 
 
 def _is_rep_string_io_at(m, regs) -> int:
@@ -170,28 +161,12 @@ def normalise(trace: list, side: str, bugs: set[str], singlestep: bool) -> list:
     for e in trace:
         rec = _clean_exit(e["exit"], difftools.is_pvm())      # both sides: it is a field to skip
         regs = dict(e["regs"])
-        if "rep-rf" in bugs:
-            regs["rflags"] &= ~RF
-        extra_step = False
-        if "rep-io-tail" in bugs and e["_rep_io_tail"]:
-            regs["rip"] += e["_rep_io_tail"]                        # hw: finishes on the next run
-            if rec["reason"] == "DEBUG":
-                rec["pc"] += e["_rep_io_tail"]
-            extra_step = side == "hw" and singlestep
         cur = {"exit": rec, "coalesced": e["coalesced"], "regs": regs}
         if singlestep and rec["reason"] == "DEBUG" and out:
             prev = out[-1]
             if prev["exit"]["reason"] == "DEBUG" and prev["exit"]["pc"] == rec["pc"]:
                 continue                                            # rep chunk boundaries: not ABI
-            if prev.get("_extra") and prev["regs"] == regs and not e["coalesced"] \
-                    and not rec.get("via_completion"):
-                prev.pop("_extra")
-                continue                                            # the hw's extra rep-tail step
-        if extra_step:
-            cur["_extra"] = True
         out.append(cur)
-    for e in out:
-        e.pop("_extra", None)
     return out
 
 
@@ -213,7 +188,7 @@ def compare_traces(hw: list, sim: list, *, singlestep: bool) -> list[str]:
 
 
 def _guest_bugs(name: str, singlestep: bool) -> set[str]:
-    return {"rep-rf", "rep-io-tail"}
+    return set()                    # no known simulator bug left to normalise (SIM_BUGS is empty)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -274,7 +249,6 @@ def _xfail(key):
     return pytest.mark.xfail(strict=True, reason=SIM_BUGS[key])
 
 
-@_xfail("rep-rf")
 def test_rflags_rf_while_rep_outsb_is_between_exits():
     (thw, _), (tsim, _) = step_trace("pio", "hw"), step_trace("pio", "sim")
     rf = [[bool(e["regs"]["rflags"] & RF) for e in t] for t in (thw, tsim)]
@@ -282,7 +256,6 @@ def test_rflags_rf_while_rep_outsb_is_between_exits():
     assert rf[0] == rf[1]
 
 
-@_xfail("rep-io-tail")
 def test_rip_after_the_last_element_of_rep_outsb_and_rep_insb():
     (thw, _), (tsim, _) = step_trace("pio", "hw"), step_trace("pio", "sim")
     tails = [[e["regs"]["rip"] for e in t if e["_rep_io_tail"]] for t in (thw, tsim)]

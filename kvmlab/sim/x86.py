@@ -322,6 +322,7 @@ class KvmVcpuArch:
         self.cpuid_entries = []
         self.has_run = False
         self.pending = 0                                # 1 IN, 2 MMIO read awaiting the VMM
+        self.rep_tail = None                            # rip of a REP INS/OUTS left at rcx=0
         self.check_entry = True                         # state changed by userspace
         self.nmi_pending = False
         self.apic = None

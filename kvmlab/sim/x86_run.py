@@ -68,10 +68,18 @@ def _run(self):
     self.kicked = False
     # -- complete what the VMM answered ----------------------------------------------------
     if self.pending:
+        rep_in = self.pending == 1 and _rep_string_io(st)
         complete_from_page(st, self.page, self.lay, self.pending)
         self.pending = 0
-        if mv[1]:
+        if mv[1] or rep_in:
             code = core_run(st, self.pm_arr, 1)
+            if rep_in and (code == EXIT_BUDGET or code == EXIT_DEBUG and
+                           int(st[L.DBG_DR6]) & 0x4000):
+                past = int(st[L.RIP])
+                if _rep_io_fixup(self) and code == EXIT_DEBUG:
+                    # KVM reports the single-step after the emulator's pass, with rip still
+                    # on the unfinished instruction
+                    st[L.DBG_PC] = int(st[L.DBG_PC]) - (past - int(st[L.RIP]))
             if code != EXIT_BUDGET:
                 v.stat[EXITS] += 1
                 if _handle_exit(self, code) is not None:
@@ -115,7 +123,12 @@ def _run(self):
                 while self.mp_state == U.KVM_MP_STATE_INIT_RECEIVED:
                     _block_until_sipi(self)
                     _irqchip_entry(self)
-            if tr.on:
+            if self.rep_tail is not None:
+                code = _finish_rep_tail(self)
+                if code == EXIT_BUDGET:
+                    continue
+                r = fast_exit(st, page, lay, code, arch.devmask)
+            elif tr.on:
                 code = _traced_run(self, budget)
                 r = fast_exit(st, page, lay, code, arch.devmask)
             else:
@@ -123,6 +136,8 @@ def _run(self):
             if r >= FAST_USER:
                 self.pending = r - FAST_USER
                 self.last_code = code
+                if code == EXIT_IO:
+                    _rep_io_fixup(self)
                 return _out(self, valid) if valid else 0
             if code == EXIT_BUDGET:
                 v.stat[S.IRQ_EXITS] += 1
@@ -239,6 +254,7 @@ def _handle_exit(self, code):
     if code == EXIT_IO or code == EXIT_MMIO:
         # from a 1-instruction completion run
         if code == EXIT_IO:
+            _rep_io_fixup(self)
             if self.kvm.arch.devmask & DEV_PIO and _pio_in_kernel(self):
                 return _singlestep_after_kernel_write(self, st[L.IO_DIR])
         else:
@@ -296,6 +312,45 @@ def _handle_exit(self, code):
         return 0
     raise OSError(errno.EIO, f"the CPU core returned an unknown exit code {code}; this is a "
                              "kvmlab bug, please report it")
+
+
+def _rep_string_io(st):
+    """The instruction that exited is a REP INS/OUTS (the core's decode of it)."""
+    d = L.D
+    return bool(st[d + L.D_REP]) and st[d + L.D_MAP] == 0 and 0x6C <= st[d + L.D_OPC] <= 0x6F
+
+
+def _rep_io_fixup(self):
+    """x86_emulate_insn for a REP INS/OUTS that goes to userspace element by element:
+    KVM's emulator sets RFLAGS.RF while the string instruction is unfinished, and
+    ``string_insn_completed`` is false for INS/OUTS even when rcx has reached 0, so after
+    the last element rip stays on the instruction (RF=1); the next entry runs it once more
+    with rcx=0, which ends it (rip moves on, RF is cleared: :func:`_finish_rep_tail`).
+    The core advances rip with the last element; the kernel puts it back here."""
+    st = self.st
+    if not _rep_string_io(st):
+        return False
+    st[L.RFLAGS] |= L.F_RF
+    asz = int(st[L.D + L.D_ASZ])
+    rcx = int(st[L.RCX]) & ((1 << (8 * asz)) - 1 if asz < 8 else -1)
+    if rcx == 0 and st[L.RIP] != st[L.INSN_RIP]:
+        st[L.RIP] = st[L.INSN_RIP]
+        self.rep_tail = int(st[L.RIP])
+        return True
+    return False
+
+
+def _finish_rep_tail(self):
+    """Run the REP INS/OUTS left at rcx=0 (one instruction) and clear RF once it is done.
+    Returns the core's exit code."""
+    st = self.st
+    at, self.rep_tail = self.rep_tail, None
+    if int(st[L.RIP]) != at:
+        return EXIT_BUDGET                  # userspace moved rip (SET_REGS): nothing to finish
+    code = core_run(st, self.pm_arr, 1)
+    if int(st[L.RIP]) != at:
+        st[L.RFLAGS] &= ~L.F_RF
+    return code
 
 
 def _singlestep_after_kernel_write(self, done):
