@@ -323,8 +323,6 @@ def test_the_walker_agrees_with_kvm_translate_on_hand_built_tables(request, back
     vm, vcpu = _vm_with(kvm, mem, cr0, cr4, efer)
     with vm:
         assert pw.paging_mode(cr0, cr4, efer) == mode.split()[0]
-        if backend == "sim" and not pw.guest_has_gbpages(vcpu):
-            addrs = [a for a in addrs if a not in (0x40123456, 0xFFFFFFFFC0001000)]   # 1G pages: xfail below
         for va in addrs:
             t = vcpu.translate(va)
             w = pw.walk_vcpu(vcpu, va)
@@ -345,8 +343,6 @@ def test_a_vcpu_without_cpuid_has_no_1g_pages_for_the_walker():
         assert pw.guest_has_gbpages(vcpu) is False
 
 
-@pytest.mark.xfail(strict=False, reason="sim: KVM_TRANSLATE maps a 1 GiB page although the sim's CPUID has "
-                                       "no Page1GB; upstream KVM's walker treats that PS bit as reserved")
 def test_the_simulator_treats_ps_in_a_pdpte_as_reserved_without_1g_pages_in_cpuid(mem64):
     try:
         kvm = kvmlab.open("sim")
@@ -371,7 +367,6 @@ def test_a_5_level_walk_starts_at_the_pml5(mem64):
 # ------------------------------------------------------------------ random tables, KVM as the oracle
 RANDOM_MODES = {"32-bit": (PG_PE, PSE, 0, 4, [22, 12]), "PAE": (PG_PE, PAE, NXE, 8, [30, 21, 12]),
                 "4-level": (PG_PE | WP, PAE, LONG_EFER | NXE, 8, [39, 30, 21, 12])}
-SIM_PAE_2M_RSVD = "bits 13-20 of a 2M page entry are reserved"
 
 
 def random_tables(rng, mem, mode):
@@ -415,22 +410,16 @@ def test_the_walker_agrees_with_kvm_translate_on_random_page_tables(backend, mod
     cr0, cr4, efer, _, shifts = RANDOM_MODES[mode]
     vm, vcpu = _vm_with(kvm, mem, cr0, cr4, efer)
     with vm:
-        gb = pw.guest_has_gbpages(vcpu)
         for _ in range(200):
             va = sum(rng.randrange(0, 8 if sh < 30 or mode == "4-level" else 4) << sh for sh in shifts)
             va |= rng.randrange(0, 4096)
             w = pw.walk_vcpu(vcpu, va)
-            if backend == "sim" and w.fault is not None and (
-                    SIM_PAE_2M_RSVD in w.fault.reason and mode == "PAE" or "1 GiB" in w.fault.reason and not gb):
-                continue                                  # known simulator gaps: the xfail tests
             t = vcpu.translate(va)
             assert w.ok == t.valid, (hex(va), str(w), t)
             if w.ok:
                 assert w.gpa == t.physical_address, (hex(va), str(w), t)
 
 
-@pytest.mark.xfail(strict=False, reason="sim: PAE paging does not treat bits 13-20 of a 2 MiB PDE as reserved "
-                                        "(4-level paging does; upstream KVM does in both)")
 def test_the_simulator_treats_bits_13_to_20_of_a_pae_2m_pde_as_reserved(mem_pae):
     try:
         kvm = kvmlab.open("sim")
