@@ -745,7 +745,11 @@ def _slice(o):
             _fail_entry(o, why, 0)
             return "user"
         o.check_entry = False
-    if kvm.trace.on:
+    if o.rep_tail is not None:
+        code = _finish_rep_tail(o)
+        if code == EXIT_BUDGET:
+            return "ran"
+    elif kvm.trace.on:
         code = _traced_run(o, QUANTUM)
     else:
         code = core_run(o.st, o.pm_arr, QUANTUM)
@@ -753,6 +757,8 @@ def _slice(o):
     if r >= FAST_USER:
         o.pending = r - FAST_USER
         o.last_code = code
+        if code == EXIT_IO:
+            _rep_io_fixup(o)
         return "user"
     if code == EXIT_BUDGET:
         o.vcpu.stat[S.IRQ_EXITS] += 1
