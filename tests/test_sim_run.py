@@ -311,6 +311,37 @@ def test_two_vcpus_run_in_their_own_threads_and_lock_inc_is_atomic_across_them()
     assert int.from_bytes(mem.read(0x3000, 4), "little") == 40000
 
 
+def test_a_locked_rmw_on_mmio_with_two_vcpus_exits_for_the_read_and_the_write_without_holding_the_lock():
+    # vCPU 0: lock inc word [0xa000] (ds=0x9000: gpa 0x9a000, above the 0x80000 of RAM)
+    # vCPU 1: locked increments of RAM while vCPU 0's access waits in userspace
+    src = """
+    lock inc word ptr [0xa000]
+    hlt
+b:  mov cx, 100
+1:  lock inc word ptr [0x3000]
+    xchg [0x3002], ax
+    loop 1b
+    hlt
+"""
+    kvm, vm, mem, (a, b), prog = real_mode_vm(src, vcpus=2)
+    s = a.get_sregs()
+    s.ds.base, s.ds.selector = 0x90000, 0x9000
+    a.set_sregs(s)
+    s = b.get_sregs()
+    s.cs.base = s.cs.selector = 0
+    b.set_sregs(s)
+    b.set_regs(rip=prog.symbols["b"], rsp=0x7000, rflags=2, rax=7)
+    ex = run(a)
+    assert ex.reason == kvmlab.KVM_EXIT_MMIO and not ex.is_write and ex.phys_addr == 0x9A000
+    assert run(b).reason == kvmlab.KVM_EXIT_HLT          # no lock held across vCPU 0's exit
+    assert int.from_bytes(mem.read(0x3000, 2), "little") == 100
+    ex.complete(b"\x41\x00")
+    ex = run(a)
+    assert ex.reason == kvmlab.KVM_EXIT_MMIO and ex.is_write and ex.data == b"\x42\x00"
+    assert run(a).reason == kvmlab.KVM_EXIT_HLT
+    assert a.stats()["mmio_exits"] == 2 and a.stats()["exits"] == 3
+
+
 def test_a_kick_from_another_thread_ends_a_spinning_guest_with_intr():
     kvm, vm, mem, v, prog = real_mode_vm("spin: jmp spin")
     threading.Timer(0.2, v.kick).start()

@@ -36,11 +36,19 @@ Contract (as implemented; differences from the brief are marked ADJUSTED)::
     core.translate(linear) -> (valid, physical)      # no side effects; physical 2**64-1 when invalid
     core.stats                                       # Stats: .instructions .pf_taken .tlb_flush .invlpg ... .array
     core.state / core.pm.pm                          # the int64 numpy arrays, usable from numba (kvmlab.cpu.run.run)
+    pm.smp = True                                    # ADDED: vCPUs run concurrently -> locked instructions exit
+    core.allow_locked = True                         # ADDED: the next locked instruction may run (cleared as it starts)
     core.x87_as_nop = True                           # only for conformance runs (sst286): D8 x87 forms check their
                                                      #   operand and leave the integer state alone; default: emulation failure
 
 Exit codes equal the KVM_EXIT_* numbers where one exists (IO 2, DEBUG 4, HLT 5, MMIO 6,
-IRQ_WINDOW 7, SHUTDOWN 8, INTERNAL_ERROR 17); EXIT_BUDGET = 100 is the core's own.
+IRQ_WINDOW 7, SHUTDOWN 8, INTERNAL_ERROR 17); EXIT_BUDGET = 100 and EXIT_LOCKED = 101 are
+the core's own.  Atomicity: with ``pm.smp`` set, a LOCK-prefixed instruction with a memory
+operand or an XCHG with a memory operand ends the run with EXIT_LOCKED before it executes
+(rip on it, nothing changed) unless ``core.allow_locked`` is set; the caller takes its
+VM-wide lock, sets allow_locked, runs with budget 1 (that instruction, or the event delivery
+it faults into) and releases the lock.  Plain stores of other vCPUs are not serialised
+against it.  With smp off (one vCPU) nothing of this happens.
 Completion: after an IN or MMIO-read exit rip stays on the instruction; call complete_io()
 and run() again, the instruction is replayed with the data.  OUT and MMIO writes complete
 at the exit (rip already past the instruction); just run() again.  `rep outs` exits once
@@ -61,12 +69,13 @@ result): x87/MMX/SSE/AVX, VMX/SVM, task switches (task gates, IRET with NT, far 
 a TSS), call gates, virtual-8086 mode, XSAVE family, RDRAND, MONITOR/MWAIT.  Simplified:
 the TSS I/O bitmap is not read (IN/OUT at CPL > IOPL raise #GP), PAE PDPTEs are read at
 walk time, the guest's own DR0-3 execute breakpoints do not fire (data breakpoints and
-every debugger breakpoint do), LOCKed read-modify-writes are not atomic across vCPU threads.
+every debugger breakpoint do).
 """
 from .layout import (EXIT_BUDGET, EXIT_IO, EXIT_DEBUG, EXIT_HLT, EXIT_MMIO, EXIT_IRQ_WINDOW,  # noqa: F401
-                     EXIT_SHUTDOWN, EXIT_INTERNAL_ERROR, EXIT_NONE, STAT_NAMES)
+                     EXIT_SHUTDOWN, EXIT_INTERNAL_ERROR, EXIT_LOCKED, EXIT_NONE, STAT_NAMES)
 from .core import Core, PhysMap, CoreExit, Stats  # noqa: F401
 from .cachedir import CACHE_DIR  # noqa: F401
 
 __all__ = ['Core', 'PhysMap', 'CoreExit', 'Stats', 'EXIT_BUDGET', 'EXIT_IO', 'EXIT_DEBUG',
-           'EXIT_HLT', 'EXIT_MMIO', 'EXIT_IRQ_WINDOW', 'EXIT_SHUTDOWN', 'EXIT_INTERNAL_ERROR']
+           'EXIT_HLT', 'EXIT_MMIO', 'EXIT_IRQ_WINDOW', 'EXIT_SHUTDOWN', 'EXIT_INTERNAL_ERROR',
+           'EXIT_LOCKED']

@@ -18,6 +18,7 @@ class CoreExit(enum.IntEnum):
     IRQ_WINDOW = L.EXIT_IRQ_WINDOW
     SHUTDOWN = L.EXIT_SHUTDOWN
     INTERNAL_ERROR = L.EXIT_INTERNAL_ERROR
+    LOCKED = L.EXIT_LOCKED
 
 
 _jit = None
@@ -152,6 +153,17 @@ class PhysMap:
         self.pm[b + L.PS_USED] = 0
         self._keep.pop(slot_id, None)
         self.pm[L.PM_GEN] += 1
+
+    @property
+    def smp(self):
+        """True: the VM's vCPUs may run concurrently in several threads; every core then
+        ends its run with EXIT_LOCKED before a LOCKed read-modify-write or an XCHG with a
+        memory operand (see Core.allow_locked)."""
+        return bool(self.pm[L.PM_SMP])
+
+    @smp.setter
+    def smp(self, on):
+        self.pm[L.PM_SMP] = 1 if on else 0
 
     def invalidate(self):
         """Drop every core's cached translations (e.g. after the VMM changed page tables
@@ -427,6 +439,16 @@ class Core:
         st[L.CPUID_COUNT] = len(self._cpuid)
 
     # ---- running ----
+    @property
+    def allow_locked(self):
+        """Set to True to let the next locked instruction run despite PhysMap.smp (the
+        caller holds its VM-wide lock); the core clears it when that instruction starts."""
+        return bool(self.state[L.LOCK_OK])
+
+    @allow_locked.setter
+    def allow_locked(self, on):
+        self.state[L.LOCK_OK] = 1 if on else 0
+
     def run(self, budget):
         """Run until an exit or budget instructions; returns the exit code (CoreExit)."""
         code = int(_run_fn()(self.state, self.pm.pm, int(budget)))

@@ -141,6 +141,7 @@ PM_NSLOTS = 0
 PM_GEN = 1
 PM_RING = 2                   # host address of the coalesced ring page, 0 none
 PM_NZONES = 3
+PM_SMP = 4                    # 1: vCPUs of this VM may run concurrently (locked instructions exit)
 PM_ZONES = 8                  # PM_MAXZONES entries of 3: addr, size, pio
 PM_MAXZONES = 64
 PM_SLOTS = PM_ZONES + 3 * PM_MAXZONES
@@ -160,6 +161,7 @@ EXIT_IRQ_WINDOW = 7
 EXIT_SHUTDOWN = 8
 EXIT_INTERNAL_ERROR = 17
 EXIT_BUDGET = 100             # not a KVM exit: the budget is used up, re-enter after checking signals
+EXIT_LOCKED = 101             # not a KVM exit: a locked instruction (PM_SMP set, LOCK_OK clear), nothing executed
 
 # RFLAGS bits
 F_CF, F_PF, F_AF, F_ZF, F_SF, F_TF, F_IF, F_DF, F_OF = 1, 4, 16, 64, 128, 256, 512, 1024, 2048
@@ -182,3 +184,4 @@ PROT = 94                     # 1: CR0.PE
 NEXT_RIP = 95                 # rip after the current instruction (branches overwrite it)
 SHADOW_NEW = 96               # set by STI / MOV SS / POP SS for the next boundary
 SOFT_INT = 97                 # (unused)
+LOCK_OK = 98                  # 1: the next LOCKed/XCHG-memory instruction may run although PM_SMP (consumed)

@@ -411,7 +411,7 @@ S_LIMIT = 0       # the instruction limit was reached
 S_ABORT = 1       # an instruction faulted or stopped for an exit (rolled back, rip on it)
 S_SPECIAL = 2     # an instruction retired and needs run(): trap, exit, debugger
 S_EVENT = 3       # an event is queued: back to the boundary checks
-S_EXIT = 4        # fetch failed with an exit (st[EXIT_PENDING])
+S_EXIT = 4        # fetch failed with an exit, or EXIT_LOCKED before executing (st[EXIT_PENDING])
 
 
 @njit
@@ -438,6 +438,16 @@ def step_loop(st, pm, limit):
             st[EXIT_PENDING] = -n
             return done, S_EXIT
         if n > 0:
+            if pm[PM_SMP] != 0 and st[D + D_MOD] != 3 and (
+                    st[D + D_LOCK] != 0 or (st[D + D_KIND] == K_XCHG and st[D + D_SUB] == 0)):
+                # a locked read-modify-write while other vCPUs may run: the caller serialises it
+                if st[LOCK_OK] == 0:
+                    st[EXIT_PENDING] = EXIT_LOCKED
+                    st[EXIT_REASON] = EXIT_LOCKED
+                    if st[GDBG_CTRL] != 0:
+                        st[DBG_SKIP_HWBP] = 1      # its exec breakpoints were checked already
+                    return done, S_EXIT
+                st[LOCK_OK] = 0
             nxt = st[RIP] + n
             if st[MODE64] == 0:
                 if (st[SEG + 4 * CS + ATTR] & A_DB) != 0 or st[PROT] != 0:

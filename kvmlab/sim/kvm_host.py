@@ -13,6 +13,9 @@ Locking, as in the kernel (``Documentation/virt/kvm/locking.rst``):
 ``kvm->irq_lock``      irq routing, the in-kernel irqchip's state
 ``kvm->irqfds.lock``   the irqfd list
 ``kvm->ring_lock``     the coalesced MMIO ring's ``last`` index
+``kvm->locked_insn``   (kvmlab's own) guest memory during one LOCKed read-modify-write or
+                       XCHG: a vCPU holds it while its core runs that one instruction
+                       (``x86_run._locked_step``), never across an exit to userspace
 ``vcpu->mutex``        every vCPU ioctl (KVM_RUN holds it while the guest runs)
 =====================  =================================================================
 """
@@ -46,6 +49,7 @@ class Kvm:
         self.slots_lock = threading.RLock()
         self.irq_lock = threading.RLock()
         self.ring_lock = threading.Lock()
+        self.locked_insn = threading.Lock()
         self.vm_type = vm_type
         self.memslots = KvmMemslots()
         self.vcpu_array: dict[int, "KvmVcpu"] = {}       # vcpu_idx -> vcpu (xarray)

@@ -30,6 +30,7 @@ from .kvm_run import DEV_APIC, DEV_MMIO, DEV_PIO, FAST_USER, enter, complete_fro
 
 EXIT_IO, EXIT_MMIO, EXIT_HLT, EXIT_BUDGET = L.EXIT_IO, L.EXIT_MMIO, L.EXIT_HLT, L.EXIT_BUDGET
 EXIT_IRQ_WINDOW, EXIT_DEBUG = L.EXIT_IRQ_WINDOW, L.EXIT_DEBUG
+EXIT_LOCKED = L.EXIT_LOCKED
 REQ_IRQ_WIN = L.REQ_IRQ_WIN
 EXITS, IO_EXITS, MMIO_EXITS, HALT_EXITS = S.EXITS, S.IO_EXITS, S.MMIO_EXITS, S.HALT_EXITS
 _EINTR = errno.EINTR
@@ -73,6 +74,8 @@ def _run(self):
         self.pending = 0
         if mv[1] or rep_in:
             code = core_run(st, self.pm_arr, 1)
+            while code == EXIT_LOCKED:
+                code = _locked_step(self)
             if rep_in and (code == EXIT_BUDGET or code == EXIT_DEBUG and
                            int(st[L.DBG_DR6]) & 0x4000):
                 past = int(st[L.RIP])
@@ -113,6 +116,9 @@ def _run(self):
     if arch.deterministic:
         return _run_round_robin(self, valid)
     pm = self.pm_arr
+    if not pm[L.PM_SMP] and kvm.online_vcpus > 1:
+        pm[L.PM_SMP] = 1                 # vCPU threads may now run concurrently: locked insns exit
+    nlocked = 0
     page = self.page
     lay = self.lay
     tr = kvm.trace
@@ -133,6 +139,21 @@ def _run(self):
                 r = fast_exit(st, page, lay, code, arch.devmask)
             else:
                 code, r = enter(st, pm, page, lay, budget, arch.devmask)
+            if code == EXIT_LOCKED:
+                v.stat[EXITS] -= 1          # fast_exit counted it: no exit on real hardware
+                while code == EXIT_LOCKED:
+                    code = _locked_step(self)
+                if code == EXIT_BUDGET:
+                    # the locked instruction retired; look at signals now and then, as a
+                    # loop of locked instructions never uses up a budget
+                    nlocked += 1
+                    if nlocked & 255 == 0:
+                        if self.kicked or _signal_pending(self):
+                            return _intr(self, valid)
+                        if kvm.irqfds.items:
+                            kvm.irqfds.drain()
+                    continue
+                r = fast_exit(st, page, lay, code, arch.devmask)
             if r >= FAST_USER:
                 self.pending = r - FAST_USER
                 self.last_code = code
@@ -175,14 +196,16 @@ def _trace_exit(self, code):
                             len=int(st[L.MMIO_LEN]), gpa=int(st[L.MMIO_GPA]) & (2 ** 64 - 1))
 
 
-def _traced_run(self, budget):
+def _traced_run(self, budget, entry=True):
     """One entry with the tracepoints on: kvm_entry, kvm_exit (+ kvm_pio / kvm_mmio), and
-    a kvm_coalesced_mmio event per ring entry the core appended."""
+    a kvm_coalesced_mmio event per ring entry the core appended.  entry=False: the
+    continuation of an entry (a locked instruction), no kvm_entry event."""
     st = self.st
     tr = self.kvm.trace
     ring = self.kvm.coalesced_mmio_ring
     last0 = int(ring[4:8].view("<u4")[0])
-    tr.emit(self.vcpu, "kvm_entry", rip=int(st[L.RIP]))
+    if entry:
+        tr.emit(self.vcpu, "kvm_entry", rip=int(st[L.RIP]))
     code = core_run(st, self.pm_arr, budget)
     last1 = int(ring[4:8].view("<u4")[0])
     i = last0
@@ -192,9 +215,28 @@ def _traced_run(self, budget):
         tr.emit(self.vcpu, "kvm_coalesced_mmio", addr=addr, len=n, pio=pio,
                 data=bytes(ring[off + 16:off + 16 + n]).hex())
         i = (i + 1) % 170
-    if code != EXIT_BUDGET:
+    if code != EXIT_BUDGET and code != EXIT_LOCKED:
         self.last_code = code
         _trace_exit(self, code)
+    return code
+
+
+def _locked_step(self):
+    """The core stopped before a LOCKed read-modify-write / XCHG with memory (EXIT_LOCKED:
+    the VM's vCPUs may run concurrently).  Run that one instruction holding the VM's
+    ``locked_insn`` lock, so no other vCPU's locked instruction interleaves with it.
+    Returns the core's exit code (EXIT_BUDGET: it retired; any other exit -- #PF delivered
+    and an exit, MMIO, debug -- is handled by the caller after the lock is released)."""
+    st = self.st
+    with self.kvm.locked_insn:
+        st[L.LOCK_OK] = 1
+        try:
+            if self.kvm.trace.on:
+                code = _traced_run(self, 1, entry=False)
+            else:
+                code = core_run(st, self.pm_arr, 1)
+        finally:
+            st[L.LOCK_OK] = 0
     return code
 
 
@@ -753,6 +795,8 @@ def _slice(o):
         code = _traced_run(o, QUANTUM)
     else:
         code = core_run(o.st, o.pm_arr, QUANTUM)
+    while code == EXIT_LOCKED:           # the VM ran threaded before (PM_SMP stays set)
+        code = _locked_step(o)
     r = fast_exit(o.st, o.page, o.lay, code, kvm.arch.devmask)
     if r >= FAST_USER:
         o.pending = r - FAST_USER
