@@ -7,7 +7,6 @@ reference marks as generic KVM is asserted (no rip-at-exit, no state after SHUTD
 """
 from __future__ import annotations
 
-import os
 import pathlib
 import shutil
 import subprocess
@@ -19,40 +18,7 @@ from kvmlab import asm
 from kvmlab.vmm import Machine
 
 GUESTS = pathlib.Path(__file__).resolve().parent.parent / "guests"
-BACKENDS = ("hw", "sim")
-
-
-def _selected() -> list[str]:
-    raw = os.environ.get("KVMLAB_GUEST_BACKENDS", "hw,sim")
-    return [b.strip() for b in raw.split(",") if b.strip()]
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def backend(request):
-    name = request.param
-    if name not in _selected():
-        pytest.skip(f"backend {name!r} is not in KVMLAB_GUEST_BACKENDS={os.environ.get('KVMLAB_GUEST_BACKENDS')!r}")
-    if name == "hw":
-        from kvmlab.hw import unusable_reason
-        why = unusable_reason()
-        if why:
-            pytest.skip(why)
-    try:
-        kvmlab.open(name).close()
-    except kvmlab.BackendUnavailable as e:
-        pytest.skip(str(e))
-    _warm_up(name)
-    return name
-
-
-def _warm_up(name: str) -> None:
-    """Run one tiny guest first, so a cold JIT cache (sim) is compiled before any test
-    that measures time."""
-    from kvmlab import asm as _asm
-    from kvmlab.vmm import Machine as _Machine
-    with _Machine(mode="real", backend=name) as m:
-        m.load(_asm.assemble(".code16\n_start: hlt\n", base=0x1000))
-        m.run(timeout=600)
+from tests.guestbackends import BACKENDS, selected as _selected, warm_up as _warm_up
 
 
 @pytest.fixture

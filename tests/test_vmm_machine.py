@@ -13,42 +13,8 @@ import time
 
 import pytest
 
-import kvmlab
 from kvmlab import asm
 from kvmlab.vmm import Machine, modes
-
-
-def _selected() -> list[str]:
-    raw = os.environ.get("KVMLAB_GUEST_BACKENDS", "hw,sim")
-    return [b.strip() for b in raw.split(",") if b.strip()]
-
-
-@pytest.fixture(scope="module", params=("hw", "sim"))
-def backend(request):
-    name = request.param
-    if name not in _selected():
-        pytest.skip(f"backend {name!r} is not in KVMLAB_GUEST_BACKENDS={os.environ.get('KVMLAB_GUEST_BACKENDS')!r}")
-    if name == "hw":
-        from kvmlab.hw import unusable_reason
-        why = unusable_reason()
-        if why:
-            pytest.skip(why)
-    try:
-        kvmlab.open(name).close()
-    except kvmlab.BackendUnavailable as e:
-        pytest.skip(str(e))
-    _warm_up(name)
-    return name
-
-
-def _warm_up(name: str) -> None:
-    """Run one tiny guest first, so a cold JIT cache (sim) is compiled before any test
-    that measures time."""
-    from kvmlab import asm as _asm
-    from kvmlab.vmm import Machine as _Machine
-    with _Machine(mode="real", backend=name) as m:
-        m.load(_asm.assemble(".code16\n_start: hlt\n", base=0x1000))
-        m.run(timeout=600)
 
 
 @pytest.fixture
