@@ -5,7 +5,6 @@ ioctl, errors carry the kernel's errno.
 """
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 

@@ -6,7 +6,6 @@ from page 0.
 """
 from __future__ import annotations
 
-import ctypes
 import errno
 import struct
 import threading
