@@ -554,3 +554,74 @@ class Core:
     @property
     def stats(self):
         return Stats(self.state)
+
+    def tlb(self):
+        """The software TLB as it is now: a TlbView with the valid entries, the hit/miss
+        counters and what flushed it last (read-only copies; nothing is compiled)."""
+        return TlbView(self.state)
+
+
+_FLUSH_NAMES = {L.ST_FLUSH_CR3: 'MOV to CR3', L.ST_FLUSH_CR0: 'CR0.PG/WP/PE change',
+                L.ST_FLUSH_CR4: 'CR4 paging bit change', L.ST_FLUSH_EFER: 'EFER write',
+                L.ST_FLUSH_SLOTS: 'memslot change', L.ST_INVLPG: 'INVLPG (one page)'}
+
+
+class TlbEntry:
+    """One cached translation: a 4 KiB linear page to a guest-physical page, with the
+    permissions of the whole walk (AND of R/W and U/S, OR of NX) and the global bit."""
+
+    __slots__ = ('index', 'linear', 'physical', 'writable', 'user', 'nx', 'dirty', 'global_',
+                 'has_host_page')
+
+    def __init__(self, index, linear, physical, flags, host):
+        self.index = index
+        self.linear = linear
+        self.physical = physical
+        self.writable = bool(flags & L.TLBF_W)
+        self.user = bool(flags & L.TLBF_U)
+        self.nx = bool(flags & L.TLBF_NX)
+        self.dirty = bool(flags & L.TLBF_D)
+        self.global_ = bool(flags & L.TLBF_G)
+        self.has_host_page = host >= 0
+
+    def __repr__(self):
+        bits = ''.join(c if on else '-' for c, on in (
+            ('W', self.writable), ('U', self.user), ('X', not self.nx), ('D', self.dirty),
+            ('G', self.global_)))
+        return f'TlbEntry(slot={self.index}, {self.linear:#x} -> {self.physical:#x}, {bits})'
+
+
+class TlbView:
+    """A snapshot of a core's software TLB (256 direct-mapped entries of one 4 KiB page)."""
+
+    def __init__(self, st):
+        self.hits = int(st[L.STAT + L.ST_TLB_HIT])
+        self.misses = int(st[L.STAT + L.ST_TLB_MISS])
+        self.flushes = int(st[L.STAT + L.ST_TLB_FLUSH])
+        self.invlpg = int(st[L.STAT + L.ST_INVLPG])
+        self.flushes_by_cause = {_FLUSH_NAMES[i]: int(st[L.STAT + i]) for i in (
+            L.ST_FLUSH_CR3, L.ST_FLUSH_CR0, L.ST_FLUSH_CR4, L.ST_FLUSH_EFER, L.ST_FLUSH_SLOTS,
+            L.ST_INVLPG)}
+        why = int(st[L.TLB_LAST_FLUSH])
+        self.last_flush = _FLUSH_NAMES.get(why)
+        rip = int(st[L.TLB_LAST_FLUSH_RIP])
+        self.last_flush_rip = None if why == 0 or rip < 0 else rip & _U64
+        self.entries = []
+        for i in range(L.TLB_N):
+            e = L.TLB + 4 * i
+            tag = int(st[e])
+            if tag & 1:
+                self.entries.append(TlbEntry(i, (tag & ~0xFFF) & _U64, int(st[e + 1]) & _U64,
+                                             int(st[e + 3]), int(st[e + 2])))
+
+    def lookup(self, linear):
+        """The entry that translates linear, or None (a miss: the next access walks)."""
+        page = linear & ~0xFFF & _U64
+        for e in self.entries:
+            if e.linear == page:
+                return e
+        return None
+
+    def __repr__(self):
+        return (f'TlbView({len(self.entries)} entries, hits={self.hits}, misses={self.misses}, '
+                f'flushes={self.flushes}, invlpg={self.invlpg}, last flush: {self.last_flush})')

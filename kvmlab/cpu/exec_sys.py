@@ -117,7 +117,7 @@ def msr_write(st, idx, v, host):
             return False
         st[EFER] = (v & ~0x400) | (st[EFER] & 0x400)
         update_mode(st)
-        tlb_flush(st, False)
+        tlb_flush(st, False, ST_FLUSH_EFER)
     elif idx == 0xC0000081:
         st[M_STAR] = v
     elif idx == 0xC0000082 or idx == 0xC0000083 or idx == 0xC0000100 or idx == 0xC0000101 \
@@ -165,7 +165,7 @@ def write_cr0(st, v):
         st[EFER] &= ~0x400
     st[CR0] = v
     if ((old ^ v) & 0x80010001) != 0:
-        tlb_flush(st, False)
+        tlb_flush(st, False, ST_FLUSH_CR0)
     update_mode(st)
 
 
@@ -180,7 +180,7 @@ def write_cr4(st, v):
     old = st[CR4]
     st[CR4] = v
     if ((old ^ v) & 0x3000B0) != 0:
-        tlb_flush(st, False)
+        tlb_flush(st, False, ST_FLUSH_CR4)
 
 
 @njit
@@ -208,7 +208,7 @@ def x_crdr(st, pm):
                 set_reg(st, r, size, st[CR3])
             else:
                 st[CR3] = get_reg(st, r, size)
-                tlb_flush(st, (st[CR4] & 0x80) != 0)
+                tlb_flush(st, (st[CR4] & 0x80) != 0, ST_FLUSH_CR3)
         elif n == 4:
             if sub == 0:
                 set_reg(st, r, size, st[CR4])
@@ -414,7 +414,7 @@ def x_sys(st, pm):
         from_cr0 = st[CR0]
         st[CR0] = nv
         if ((from_cr0 ^ nv) & 1) != 0:
-            tlb_flush(st, False)
+            tlb_flush(st, False, ST_FLUSH_CR0)
         update_mode(st)
     elif sub == 12:                   # INVLPG / SWAPGS / RDTSCP
         if mod == 3:
@@ -450,6 +450,8 @@ def x_sys(st, pm):
             lin = (st[SEG + 4 * seg + BASE] + off) & 0xFFFFFFFF
         tlb_flush_page(st, lin)
         st[STAT + ST_INVLPG] += 1
+        st[TLB_LAST_FLUSH] = ST_INVLPG
+        st[TLB_LAST_FLUSH_RIP] = st[INSN_RIP]
     elif sub == 15:                   # CLTS
         if not need_cpl0(st):
             return

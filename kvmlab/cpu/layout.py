@@ -102,10 +102,18 @@ IB_N = 2286                   # number of bytes fetched into IB
 STAT = 2300
 ST_INSNS, ST_EXITS, ST_PF, ST_TLB_FLUSH, ST_INVLPG, ST_TLB_MISS, ST_EXC, ST_IRQ = range(8)
 ST_IO, ST_MMIO, ST_HLT, ST_COALESCED, ST_WALKS, ST_DF, ST_TRIPLE, ST_NMI = range(8, 16)
-STAT_N = 16
+ST_TLB_HIT = 16
+# what flushed the TLB (ST_TLB_FLUSH counts them all; INVLPG is ST_INVLPG)
+ST_FLUSH_CR3, ST_FLUSH_CR0, ST_FLUSH_CR4, ST_FLUSH_EFER, ST_FLUSH_SLOTS = range(17, 22)
+STAT_N = 22
 STAT_NAMES = ('instructions', 'exits', 'pf_taken', 'tlb_flush', 'invlpg', 'tlb_miss',
               'exceptions', 'interrupts', 'io', 'mmio', 'hlt', 'coalesced', 'page_walks',
-              'double_faults', 'triple_faults', 'nmis')
+              'double_faults', 'triple_faults', 'nmis', 'tlb_hit',
+              'tlb_flush_cr3', 'tlb_flush_cr0', 'tlb_flush_cr4', 'tlb_flush_efer',
+              'tlb_flush_memslots')
+# the last thing that flushed the TLB (or a page of it): the ST_FLUSH_* / ST_INVLPG index, 0 never
+TLB_LAST_FLUSH = 99
+TLB_LAST_FLUSH_RIP = 89       # rip of the instruction that did it (-1 for a memslot change)
 
 # CPUID table: CPUID_N entries, 8 fields: function, index, flags, eax, ebx, ecx, edx, used
 CPUID_COUNT = 2320

@@ -151,8 +151,13 @@ def walk(st, pm, lin, acc, side):
 
 
 @njit
-def tlb_flush(st, keep_global):
+def tlb_flush(st, keep_global, why):
+    """Drop every translation (the global ones survive when keep_global); why is the
+    ST_FLUSH_* counter naming the cause."""
     st[STAT + ST_TLB_FLUSH] += 1
+    st[STAT + why] += 1
+    st[TLB_LAST_FLUSH] = why
+    st[TLB_LAST_FLUSH_RIP] = -1 if why == ST_FLUSH_SLOTS else st[INSN_RIP]
     for i in range(TLB_N):
         e = TLB + 4 * i
         if keep_global and (st[e + 3] & TLBF_G) != 0:
@@ -175,8 +180,10 @@ def tlb_entry(st, pm, lin, acc):
     if st[e] == tag:
         f = st[e + 3]
         if (st[CR0] & 0x80000000) == 0:
+            st[STAT + ST_TLB_HIT] += 1
             return e
         if perm_ok(st, f, acc) and ((acc & ACC_W) == 0 or (f & TLBF_D) != 0):
+            st[STAT + ST_TLB_HIT] += 1
             return e
     st[STAT + ST_TLB_MISS] += 1
     if (st[CR0] & 0x80000000) == 0:

@@ -179,6 +179,8 @@ def fetch_decode(st, pm):
             e = tlb_entry(st, pm, lin, ACC_X | (ACC_U if st[CPL] == 3 else 0))
             if e < 0:
                 return 0
+        else:
+            st[STAT + ST_TLB_HIT] += 1
         h = st[e + 2]
         if h >= 0:
             ha = h + off
@@ -294,7 +296,7 @@ def run(st, pm, budget):
     st[HALTED] = 0
     # memslot changes invalidate every translation
     if st[PM_GEN_SEEN] != pm[PM_GEN]:
-        tlb_flush(st, False)
+        tlb_flush(st, False, ST_FLUSH_SLOTS)
         st[PM_GEN_SEEN] = pm[PM_GEN]
     # MMIO writes queued by the previous instruction exit one by one
     if st[MQ_N] > 0:
