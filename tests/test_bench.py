@@ -29,3 +29,28 @@ def test_the_coalesced_benchmark_accounts_for_every_guest_write_on_hw():
 def test_the_guest_loop_reaches_the_debug_exit_port_on_hw(mode):
     from kvmlab.bench.guest_loops import seconds
     assert seconds("hw", "tight", mode, 100) > 0
+
+
+def test_the_core_round_trip_benchmark_runs_the_out_loop_on_the_core():
+    from kvmlab.bench import core_rows
+    assert core_rows.core_exits_per_s(100) > 0      # asserts the first run is an OUT exit
+
+
+def test_the_start_up_benchmark_reports_seconds_measured_in_a_fresh_process():
+    from kvmlab.bench import core_rows
+    s = core_rows.first_instruction_s()
+    assert 0 < s < 600
+
+
+def test_the_bench_command_prints_the_core_rows(capsys):
+    from kvmlab.bench.__main__ import main
+    import kvmlab.bench.__main__ as m
+    # a smoke run of the table's core rows only: the guest/KVM rows have their own tests
+    m.MODES, m.KINDS = (), ()
+    try:
+        assert main(["--quick", "--backends", "sim"]) == 0
+    finally:
+        m.MODES, m.KINDS = ("real", "protected", "long"), ("tight", "alu+mem")
+    out = capsys.readouterr().out
+    assert "core exit round trips via Core.run()" in out
+    assert "fresh process: import to 1st insn" in out

@@ -1,4 +1,4 @@
-"""Run the benchmark table: ``python -m kvmlab.bench [--quick] [--backends hw,sim] [--json]``."""
+"""Run the benchmark table: ``python -m kvmlab.bench [--quick] [--backends hw,sim] [--json] [--compile]``."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,7 @@ import json
 import statistics
 import sys
 
-from . import kvm_rows, unicorn_ref
+from . import core_rows, kvm_rows, unicorn_ref
 from .loops import instructions
 
 MODES = ("real", "protected", "long")
@@ -36,6 +36,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer repeats and iterations (a smoke run)")
     ap.add_argument("--backends", default="hw,sim", help="comma-separated: hw, sim (unavailable ones are reported and skipped)")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON")
+    ap.add_argument("--compile", action="store_true", help="also measure a cold compile of the CPU core (minutes)")
     a = ap.parse_args(argv)
     reps = 3 if a.quick else 5
     scale = 0.1 if a.quick else 1.0
@@ -72,6 +73,12 @@ def main(argv=None) -> int:
     n_coal = {"hw": int(200_000 * scale), "sim": int(2_000_000 * scale)}
     row("coalesced MMIO writes", "1/s", {b: median(lambda: kvm_rows.coalesced_writes_per_s(b, n_coal[b]), reps) for b in backends})
     row("create VM + 256 MiB slot + vCPU", "ms", {b: median(lambda: kvm_rows.create_ms(b), reps) for b in backends}, False)
+    if "sim" in backends:
+        row("core exit round trips via Core.run()", "1/s",
+            {"sim": median(lambda: core_rows.core_exits_per_s(int(1_000_000 * scale)), reps)})
+        row("fresh process: import to 1st insn", "s", {"sim": median(core_rows.first_instruction_s, reps)}, False)
+        if a.compile:
+            row("fresh process, empty cache (compile)", "s", {"sim": core_rows.cold_compile_s()}, False)
 
     for b, why in skipped.items():
         print(f"\n{b}: not measured: {why}")
