@@ -159,7 +159,7 @@ class KvmVcpuFile(KvmFile):
 
     def __init__(self, backend, vcpu: KvmVcpu):
         self.backend, self.vcpu = backend, vcpu
-        self.run = vcpu.arch.kvm_arch_vcpu_ioctl_run    # bound: KVM_RUN without dispatch
+        self.run = vcpu.arch.make_kvm_run()     # KVM_RUN without dispatch (x86_run.make_kvm_run)
 
     def ioctl(self, request, arg):
         if request == 0xAE80:                      # KVM_RUN, the hot path

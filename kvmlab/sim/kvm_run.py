@@ -15,10 +15,13 @@ import os
 
 import numba
 import numpy as np
+from numba import types
 from numba.core import caching
+from numba.extending import intrinsic
 
 from ..cpu import cachedir as _core_cache
 from ..cpu import layout as L
+from ..cpu.hostptr import load64 as _load64
 from ..cpu.run import run as _core_run
 from . import stats as S
 
@@ -57,7 +60,8 @@ if _SimCacheLocator not in caching.CacheImpl._locator_classes:
 (I_EXIT_REASON, I_IO_DIR, I_IO_SIZE, I_IO_PORT, I_IO_COUNT, I_MMIO_GPA, I_MMIO_LEN,
  I_MMIO_WRITE, I_EXIT_DATA, I_RFLAGS, I_SHADOW, I_PEND_IRQ, I_PEND_EXC, I_CR8, I_APIC_BASE,
  I_COMP_KIND, I_COMP_N, I_COMP_GPA, I_COMP_DATA, I_DBG_EXC, I_DBG_PC, I_DBG_DR6, I_DBG_DR7,
- I_S_EXITS, I_S_IO, I_S_MMIO, I_S_HALT, I_S_EMUL, I_N) = range(29)
+ I_S_EXITS, I_S_IO, I_S_MMIO, I_S_HALT, I_S_EMUL, I_D_REP, I_D_MAP, I_D_OPC, I_REQ_WIN,
+ I_N) = range(33)
 
 LAY = np.zeros(I_N, np.int64)
 for _i, _v in ((I_EXIT_REASON, L.EXIT_REASON), (I_IO_DIR, L.IO_DIR), (I_IO_SIZE, L.IO_SIZE),
@@ -70,13 +74,18 @@ for _i, _v in ((I_EXIT_REASON, L.EXIT_REASON), (I_IO_DIR, L.IO_DIR), (I_IO_SIZE,
                (I_DBG_EXC, L.DBG_EXC), (I_DBG_PC, L.DBG_PC), (I_DBG_DR6, L.DBG_DR6),
                (I_DBG_DR7, L.DBG_DR7), (I_S_EXITS, I_N + S.EXITS), (I_S_IO, I_N + S.IO_EXITS),
                (I_S_MMIO, I_N + S.MMIO_EXITS), (I_S_HALT, I_N + S.HALT_EXITS),
-               (I_S_EMUL, I_N + S.INSN_EMULATION)):
+               (I_S_EMUL, I_N + S.INSN_EMULATION), (I_D_REP, L.D + L.D_REP),
+               (I_D_MAP, L.D + L.D_MAP), (I_D_OPC, L.D + L.D_OPC),
+               (I_REQ_WIN, L.REQ_IRQ_WIN)):
     LAY[_i] = _v
 
 KVM_EXIT_IO, KVM_EXIT_DEBUG, KVM_EXIT_HLT, KVM_EXIT_MMIO = 2, 4, 5, 6
 # fast_exit's answer: FAST_USER + pending (0 none, 1 IN, 2 MMIO read) = kvm_run is filled,
-# return to userspace; FAST_SLOW = the kernel must look at this exit in Python
-FAST_USER, FAST_SLOW = 10, -1
+# return to userspace; FAST_SLOW = the kernel must look at this exit in Python.
+# enter_ctx adds FAST_REP when the exit is a REP INS/OUTS (the kernel's fixup is needed),
+# and answers (NOT_ENTERED, FAST_SLOW) when kvm_run asks for more than a plain entry.
+FAST_USER, FAST_SLOW, FAST_REP = 10, -1, 16
+NOT_ENTERED = -2
 # devmask bits
 DEV_PIO, DEV_MMIO, DEV_APIC = 1, 2, 4     # DEV_MMIO also: a memslot without host memory
 
@@ -206,3 +215,111 @@ def enter(st, pm, page, lay, budget, devmask):
     (core exit code, fast_exit's answer)."""
     code = _core_run(st, pm, budget)
     return code, fast_exit(st, page, lay, code, devmask)
+
+
+# --------------------------------------------------------------------------------------
+# the KVM_RUN hot path with integer arguments only
+# --------------------------------------------------------------------------------------
+# numba's dispatcher spends ~150 ns per array argument (type fingerprint + unboxing) and
+# almost nothing per int, so the run loop passes one host address (``ctx``: a small
+# int64 array of the vCPU's array addresses and sizes, built once by :func:`make_ctx`)
+# and the compiled code rebuilds the array views from it.  The arrays stay alive as
+# attributes of the vCPU (``KvmVcpuArch``) and are never resized or unmapped.
+CTX_ST, CTX_ST_N, CTX_PM, CTX_PM_N, CTX_PAGE, CTX_PAGE_N, CTX_LAY, CTX_LAY_N, CTX_N = range(9)
+
+
+def _ptr_intrinsic(ty):
+    @intrinsic
+    def ptr(typingctx, addr):
+        sig = types.CPointer(ty)(types.int64)
+
+        def codegen(context, builder, signature, args):
+            return builder.inttoptr(args[0], context.get_value_type(types.CPointer(ty)))
+        return sig, codegen
+    return ptr
+
+
+_ptr_i64 = _ptr_intrinsic(types.int64)
+_ptr_u8 = _ptr_intrinsic(types.uint8)
+
+
+def make_ctx(st, pm, page, lay) -> np.ndarray:
+    """The ``ctx`` array of :func:`enter_ctx` / :func:`complete_ctx` (keep it, and the
+    arrays, alive while it is used; pass ``ctx.ctypes.data``)."""
+    for a, dt in ((st, np.int64), (pm, np.int64), (page, np.uint8), (lay, np.int64)):
+        if a.dtype != dt or a.ndim != 1 or not a.flags.c_contiguous or not a.flags.writeable:
+            raise ValueError("make_ctx needs writable contiguous 1-d arrays of the run loop's dtypes")
+    ctx = np.zeros(CTX_N, np.int64)
+    ctx[:] = (st.ctypes.data, st.size, pm.ctypes.data, pm.size, page.ctypes.data, page.size,
+              lay.ctypes.data, lay.size)
+    return ctx
+
+
+@numba.njit(cache=True, nogil=True)
+def _views(ctx):
+    st = numba.carray(_ptr_i64(_load64(ctx + 8 * CTX_ST)), _load64(ctx + 8 * CTX_ST_N))
+    pm = numba.carray(_ptr_i64(_load64(ctx + 8 * CTX_PM)), _load64(ctx + 8 * CTX_PM_N))
+    page = numba.carray(_ptr_u8(_load64(ctx + 8 * CTX_PAGE)), _load64(ctx + 8 * CTX_PAGE_N))
+    lay = numba.carray(_ptr_i64(_load64(ctx + 8 * CTX_LAY)), _load64(ctx + 8 * CTX_LAY_N))
+    return st, pm, page, lay
+
+
+@numba.njit(cache=True, nogil=True)
+def _rep_string(st, lay):
+    """The instruction that exited is a REP INS/OUTS (x86_run._rep_string_io)."""
+    return (st[lay[I_D_REP]] != 0 and st[lay[I_D_MAP]] == 0 and
+            0x6C <= st[lay[I_D_OPC]] <= 0x6F)
+
+
+@numba.njit(cache=True, nogil=True)
+def _enter_views(st, pm, page, lay, budget, devmask):
+    code = _core_run(st, pm, budget)
+    r = fast_exit(st, page, lay, code, devmask)
+    if r >= FAST_USER and code == KVM_EXIT_IO and _rep_string(st, lay):
+        r += FAST_REP
+    return code, r
+
+
+@numba.njit(cache=True, nogil=True)
+def enter_ctx(ctx, budget, devmask):
+    """:func:`enter` on the arrays of ``ctx``.  When fast_exit filled kvm_run for an IO
+    exit of a REP INS/OUTS, FAST_REP is added to its answer (the caller then runs
+    ``_rep_io_fixup``).  Returns (core exit code, answer)."""
+    st, pm, page, lay = _views(ctx)
+    return _enter_views(st, pm, page, lay, budget, devmask)
+
+
+@numba.njit(cache=True, nogil=True)
+def enter_plain(ctx, budget, devmask):
+    """:func:`enter_ctx` for the first entry of a KVM_RUN in the plain state (see
+    ``x86_run.make_kvm_run``): if kvm_run has ``request_interrupt_window``,
+    ``immediate_exit``, ``kvm_valid_regs`` or ``kvm_dirty_regs`` set, or an interrupt
+    window is still requested in the core, nothing runs and the answer is
+    (NOT_ENTERED, FAST_SLOW): the general path must handle this KVM_RUN."""
+    st, pm, page, lay = _views(ctx)
+    if page[0] or page[1] or st[lay[I_REQ_WIN]]:
+        return NOT_ENTERED, FAST_SLOW
+    for i in range(288, 304):                 # kvm_valid_regs, kvm_dirty_regs
+        if page[i]:
+            return NOT_ENTERED, FAST_SLOW
+    return _enter_views(st, pm, page, lay, budget, devmask)
+
+
+@numba.njit(cache=True, nogil=True)
+def complete_ctx(ctx, kind):
+    """:func:`complete_from_page` on the arrays of ``ctx``; returns 1 if the completed
+    instruction is a REP INS (kind 1), else 0."""
+    st, pm, page, lay = _views(ctx)
+    rep = 1 if kind == 1 and _rep_string(st, lay) else 0
+    complete_from_page(st, page, lay, kind)
+    return rep
+
+
+def entry_point(dispatcher, *argtypes):
+    """The compiled entry of ``dispatcher`` for ``argtypes`` (loaded from the cache or
+    compiled now): called directly it skips the dispatcher's per-call type matching.
+    Only for arguments that always have these types."""
+    try:
+        return dispatcher.compile(tuple(argtypes))
+    except Exception:       # an unexpected numba: the dispatcher itself works the same
+        return dispatcher

@@ -319,6 +319,13 @@ class KvmVcpuArch:
         self.mv64 = self.mv[:4096].cast("Q")
         self.last_code = None
         self.lay = vcpu.statbuf                 # layout table + stats (see kvm_run)
+        # the run loop's hot path: one int (the address of ctx) reaches the compiled code
+        # instead of four arrays; stv/pmv read single words without numpy's scalar cost
+        from .kvm_run import make_ctx
+        self.ctx = make_ctx(self.st, self.pm_arr, self.page, self.lay)
+        self.ctx_addr = int(self.ctx.ctypes.data)
+        self.stv = memoryview(self.st)
+        self.pmv = memoryview(self.pm_arr)
         self.cpuid_entries = []
         self.has_run = False
         self.pending = 0                                # 1 IN, 2 MMIO read awaiting the VMM
@@ -792,8 +799,10 @@ _EVENT = {L.EXIT_IO: "io", L.EXIT_MMIO: "mmio", L.EXIT_HLT: "hlt", L.EXIT_SHUTDO
 
 
 from .x86_run import kvm_arch_vcpu_ioctl_run as _kvm_arch_vcpu_ioctl_run  # noqa: E402
+from .x86_run import make_kvm_run as _make_kvm_run  # noqa: E402
 
 KvmVcpuArch.kvm_arch_vcpu_ioctl_run = _kvm_arch_vcpu_ioctl_run
+KvmVcpuArch.make_kvm_run = _make_kvm_run
 
 
 def _set_fpu(self, arg):

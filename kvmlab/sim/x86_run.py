@@ -26,12 +26,16 @@ from ..cpu.run import run as core_run
 from . import signals
 from . import stats as S
 from .iobus import KVM_MMIO_BUS, KVM_PIO_BUS, kvm_io_bus_read, kvm_io_bus_write
-from .kvm_run import DEV_APIC, DEV_MMIO, DEV_PIO, FAST_USER, enter, complete_from_page, complete_with, fast_exit, fill_exit
+from .kvm_run import (DEV_APIC, DEV_MMIO, DEV_PIO, FAST_REP, FAST_USER, NOT_ENTERED, complete_ctx,
+                      complete_with, enter_ctx, enter_plain, entry_point, fast_exit, fill_exit)
 
 EXIT_IO, EXIT_MMIO, EXIT_HLT, EXIT_BUDGET = L.EXIT_IO, L.EXIT_MMIO, L.EXIT_HLT, L.EXIT_BUDGET
 EXIT_IRQ_WINDOW, EXIT_DEBUG = L.EXIT_IRQ_WINDOW, L.EXIT_DEBUG
 EXIT_LOCKED = L.EXIT_LOCKED
 REQ_IRQ_WIN = L.REQ_IRQ_WIN
+PM_SMP = L.PM_SMP
+FAST_USER_REP = FAST_USER + FAST_REP
+KVM_MP_STATE_UNINITIALIZED = U.KVM_MP_STATE_UNINITIALIZED
 EXITS, IO_EXITS, MMIO_EXITS, HALT_EXITS = S.EXITS, S.IO_EXITS, S.MMIO_EXITS, S.HALT_EXITS
 _EINTR = errno.EINTR
 
@@ -49,11 +53,81 @@ def kvm_arch_vcpu_ioctl_run(self):
         return _run(self)
 
 
+def _enter_fast(ctx, budget, devmask):
+    """``enter_plain`` without the dispatcher's type matching (resolved at the first call)."""
+    global _enter_fast
+    from numba import int64
+    _enter_fast = entry_point(enter_plain, int64, int64, int64)
+    return _enter_fast(ctx, budget, devmask)
+
+
+def make_kvm_run(self):
+    """KVM_RUN for one vCPU, as the vCPU fd's hot path calls it (``SimBackend.ioctl``).
+
+    The same as :func:`kvm_arch_vcpu_ioctl_run`, with a shortcut for the state almost
+    every exit round trip of a VMM loop is in: no sync regs, nothing to complete, no
+    ``immediate_exit`` or interrupt-window request, no in-kernel irqchip, no state for the
+    VM-entry checks, no tracing, one vCPU (or the SMP mode already on).  Then the guest is
+    entered at once with one compiled call (``enter_plain``); whatever the exit, the result
+    is what :func:`_run` would have produced (anything but a filled kvm_run goes on in
+    :func:`_loop`).  Any other state takes :func:`_run`.  The closure holds the objects that
+    live as long as the vCPU; everything userspace or the kernel can change is read at
+    every call."""
+    mutex = self.vcpu.mutex
+    pmv = self.pmv
+    kvm = self.kvm
+    karch = kvm.arch
+    tr = kvm.trace
+    ctx = self.ctx_addr
+    sig = signals
+
+    def kvm_run():
+        with mutex:
+            if self.parked is not None:
+                return _deliver_parked(self)
+            self.waiting_user = False
+            if (self.pending or self.apic is not None or self.check_entry or
+                    self.rep_tail is not None or tr.on or karch.no_backed_memory or
+                    karch.deterministic or not (kvm.online_vcpus == 1 or pmv[PM_SMP]) or
+                    not FAST_PATH):
+                return _run(self)
+            self.has_run = True
+            self.kicked = False
+            budget = self.BUDGET
+            try:
+                # enter_plain itself looks at the kvm_run fields that need the general path
+                code, r = _enter_fast(ctx, budget, karch.devmask)
+                if r >= FAST_USER:                  # kvm_run is filled: back to userspace
+                    if r >= FAST_USER_REP:
+                        r -= FAST_REP
+                        _rep_io_fixup(self)         # a REP INS/OUTS element
+                    self.pending = r - FAST_USER
+                    self.last_code = code
+                    return 0
+            except KeyboardInterrupt:
+                sig.pending()
+                _intr_fill(self)
+                raise
+            if code == NOT_ENTERED:
+                return _run(self)
+            # the signal state is first looked at after an entry (_signal_pending)
+            self.sig = sig._installed or sig.install()
+            self.sig_armed = False
+            return _loop(self, 0, budget, (code, r))
+    kvm_run.__qualname__ = kvm_run.__name__ = "kvm_arch_vcpu_ioctl_run"
+    return kvm_run
+
+
+#: False: every KVM_RUN takes the general path (the tests compare both)
+FAST_PATH = True
+
+
 def _run(self):
-    v = self.vcpu
+    # the common KVM_RUN (no sync regs, nothing to complete, no irqchip, no tracing) is the
+    # exit round trip of every VMM loop: it reads only plain attributes and memoryview
+    # words here, and makes one compiled call (enter_ctx) with int arguments
     mv = self.mv
     st = self.st
-    kvm = self.kvm
     # -- sync regs in ---------------------------------------------------------------------
     mv64 = self.mv64
     valid = mv64[36]
@@ -69,8 +143,8 @@ def _run(self):
     self.kicked = False
     # -- complete what the VMM answered ----------------------------------------------------
     if self.pending:
-        rep_in = self.pending == 1 and _rep_string_io(st)
-        complete_from_page(st, self.page, self.lay, self.pending)
+        v = self.vcpu
+        rep_in = complete_ctx(self.ctx_addr, self.pending)   # 1: a REP INS
         self.pending = 0
         if mv[1] or rep_in:
             code = core_run(st, self.pm_arr, 1)
@@ -90,16 +164,17 @@ def _run(self):
     if mv[1]:
         raise _eintr("KVM_RUN returned at once because kvm_run.immediate_exit is set "
                      "(clear it to run the guest)")
+    kvm = self.kvm
     arch = kvm.arch
     if arch.no_backed_memory:
         bad = next(iter(kvm.memslots.id_hash.values()))
         raise OSError(errno.EFAULT, f"memslot {bad.id}'s userspace_addr "
                       f"{bad.userspace_addr:#x} is not memory kvmlab knows; back slots with "
                       "kvmlab.GuestMemory (or register the buffer in kvmlab.hostmem)")
-    self.sig = signals.install()
+    self.sig = signals._installed or signals.install()
     self.sig_armed = False
     apic = self.apic
-    if apic is not None and self.mp_state == U.KVM_MP_STATE_UNINITIALIZED:
+    if apic is not None and self.mp_state == KVM_MP_STATE_UNINITIALIZED:
         return _wait_for_sipi(self, valid)
     if self.check_entry:
         why = self.ops.check_entry(entry_state(self))
@@ -108,39 +183,60 @@ def _run(self):
         self.check_entry = False
     if apic is None:
         # userspace asks for an interrupt window (only without an in-kernel LAPIC)
-        if mv[0] or st[REQ_IRQ_WIN]:
-            st[REQ_IRQ_WIN] = mv[0]
+        stv = self.stv
+        if mv[0] or stv[REQ_IRQ_WIN]:
+            stv[REQ_IRQ_WIN] = mv[0]
         budget = self.BUDGET
     else:
         budget = self.BUDGET_IRQCHIP
     if arch.deterministic:
         return _run_round_robin(self, valid)
-    pm = self.pm_arr
-    if not pm[L.PM_SMP] and kvm.online_vcpus > 1:
-        pm[L.PM_SMP] = 1                 # vCPU threads may now run concurrently: locked insns exit
+    if kvm.online_vcpus > 1 and not self.pmv[PM_SMP]:
+        self.pmv[PM_SMP] = 1             # vCPU threads may now run concurrently: locked insns exit
+    return _loop(self, valid, budget, None)
+
+
+def _loop(self, valid, budget, first):
+    """``vcpu_run``'s loop: enter, handle the exit in the kernel or return to userspace.
+    ``first``: the (code, answer) of an entry the caller already made (the fast path of
+    :func:`make_kvm_run`), handled before the next entry."""
+    st = self.st
+    kvm = self.kvm
+    arch = kvm.arch
+    apic = self.apic
     nlocked = 0
-    page = self.page
-    lay = self.lay
     tr = kvm.trace
+    ctx = self.ctx_addr
     try:
         while True:
-            if apic is not None:
-                _irqchip_entry(self)
-                while self.mp_state == U.KVM_MP_STATE_INIT_RECEIVED:
-                    _block_until_sipi(self)
-                    _irqchip_entry(self)
-            if self.rep_tail is not None:
-                code = _finish_rep_tail(self)
-                if code == EXIT_BUDGET:
-                    continue
-                r = fast_exit(st, page, lay, code, arch.devmask)
-            elif tr.on:
-                code = _traced_run(self, budget)
-                r = fast_exit(st, page, lay, code, arch.devmask)
+            if first is not None:
+                code, r = first
+                first = None
             else:
-                code, r = enter(st, pm, page, lay, budget, arch.devmask)
+                if apic is not None:
+                    _irqchip_entry(self)
+                    while self.mp_state == U.KVM_MP_STATE_INIT_RECEIVED:
+                        _block_until_sipi(self)
+                        _irqchip_entry(self)
+                if self.rep_tail is not None:
+                    code = _finish_rep_tail(self)
+                    if code == EXIT_BUDGET:
+                        continue
+                    r = fast_exit(st, self.page, self.lay, code, arch.devmask)
+                elif tr.on:
+                    code = _traced_run(self, budget)
+                    r = fast_exit(st, self.page, self.lay, code, arch.devmask)
+                else:
+                    code, r = enter_ctx(ctx, budget, arch.devmask)
+                    if r >= FAST_USER:              # kvm_run is filled: back to userspace
+                        if r >= FAST_USER_REP:
+                            r -= FAST_REP
+                            _rep_io_fixup(self)     # a REP INS/OUTS element
+                        self.pending = r - FAST_USER
+                        self.last_code = code
+                        return _out(self, valid) if valid else 0
             if code == EXIT_LOCKED:
-                v.stat[EXITS] -= 1          # fast_exit counted it: no exit on real hardware
+                self.vcpu.stat[EXITS] -= 1          # fast_exit counted it: no exit on real hardware
                 while code == EXIT_LOCKED:
                     code = _locked_step(self)
                 if code == EXIT_BUDGET:
@@ -153,7 +249,7 @@ def _run(self):
                         if kvm.irqfds.items:
                             kvm.irqfds.drain()
                     continue
-                r = fast_exit(st, page, lay, code, arch.devmask)
+                r = fast_exit(st, self.page, self.lay, code, arch.devmask)
             if r >= FAST_USER:
                 self.pending = r - FAST_USER
                 self.last_code = code
@@ -161,7 +257,7 @@ def _run(self):
                     _rep_io_fixup(self)
                 return _out(self, valid) if valid else 0
             if code == EXIT_BUDGET:
-                v.stat[S.IRQ_EXITS] += 1
+                self.vcpu.stat[S.IRQ_EXITS] += 1
                 if self.kicked or _signal_pending(self):
                     return _intr(self, valid)
                 if kvm.irqfds.items:
