@@ -134,6 +134,25 @@ class KernelView:
         v.arch.sync_core_stats()
         return types.MappingProxyType(S.as_dict(v.stat, S.VCPU_STATS_STORAGE))
 
+    def vcpu_tlb(self, vcpu_id):
+        """The TLB of the simulated CPU that runs vCPU ``vcpu_id``: a snapshot
+        (:class:`kvmlab.cpu.core.TlbView`) with the cached translations (``entries``,
+        ``lookup(linear)``: linear 4 KiB page -> guest-physical page, W/U/NX/D/G), the
+        ``hits``/``misses`` counters, ``flushes_by_cause`` (MOV to CR3, CR0/CR4/EFER paging
+        changes, memslot changes, INVLPG) and ``last_flush`` / ``last_flush_rip``.  It has
+        256 entries, direct-mapped on linear-address bits 19:12, so two pages 1 MiB apart
+        share an entry and evict each other.
+
+        Simulator only, and not part of KVM: a real CPU's TLB is invisible to software (not
+        even the kernel can list it; only its effects and the flush instructions exist).
+        Nor is it KVM's MMU: ``vcpu->arch.mmu`` (``arch/x86/kvm/mmu/``) builds the shadow or
+        TDP (EPT/NPT) *page tables* for stage 2; the hardware then caches translations from
+        them in its TLB, like this one caches the guest's walks."""
+        v = self._kvm.get_vcpu_by_id(vcpu_id)
+        if v is None:
+            raise KeyError(f"no vCPU {vcpu_id} in this VM")
+        return v.arch.core.tlb()
+
     @property
     def arch(self):
         """``struct kvm_arch``: the x86 part."""
