@@ -3,7 +3,8 @@
 #
 # **You will** run guests in protected and long mode, walk page tables built by the VMM and
 # page tables built by the guest itself, translate addresses with `KVM_TRANSLATE`, watch the
-# CPU set Accessed/Dirty bits, take a page fault in the guest, and see why `invlpg` exists.
+# CPU set Accessed/Dirty bits, take a page fault in the guest, see why `invlpg` exists, and
+# watch the simulated CPU's TLB hit, miss and flush.
 #
 # **You will learn** the two stages of address translation in a VM (guest-virtual →
 # guest-physical by the guest's page tables, guest-physical → host by KVM's MMU and the
@@ -274,6 +275,178 @@ print("first read:", reads[0], "| after invlpg:", reads[2])
 # survives depends on the CPU (and, under shadow paging, on KVM, which write-protects guest
 # page tables and may resync at once). Correct guests never depend on it.
 #
+# ## 6. Inside a TLB (simulator only)
+#
+# On a real CPU the TLB is invisible: no instruction lists it, not even KVM can read it;
+# you only see its effects, and the ways to flush it. The simulated CPU has a small one you
+# can look into: `vm.kernel.vcpu_tlb(0)` (sim only), and the TLB panel of the page-walk
+# widget. It has **256 entries**, each caching one 4 KiB page (linear page → guest-physical
+# page, with the walk's W/U/X permissions and the D and G bits), **direct-mapped**: the
+# entry of an address is its bits 19:12, `(va >> 12) & 0xFF`, so each page has exactly
+# one place it can go. (Real TLBs are set-associative, a few "ways" per set, often with
+# separate ones for large pages, and two levels.)
+#
+# Do not confuse it with KVM's MMU. `vcpu->arch.mmu` (`arch/x86/kvm/mmu/`) builds *page
+# tables* for stage 2: EPT/NPT tables, or shadow tables. The CPU then caches translations
+# in its TLB from them as it does from the guest's own; on Intel, entries are tagged with
+# the guest's VPID (AMD: ASID), so a VM exit does not have to flush the TLB.
+#
+# The guest below runs in five phases, each ending with `hlt` (the next `tm.run()` resumes
+# after it). It reads four data pages 0x204000–0x207000 (entries 4–7) in a loop; its code
+# is on page 0x1000 (entry 1).
+
+# %%
+TLB_LOOP = r"""
+.code64
+.equ PD, 0x12000                        # the Machine's page directory (2 MiB pages)
+_start:
+    mov ecx, 100                        # phase 1: 100 rounds over four data pages
+1:  mov eax, [0x204000]
+    add eax, [0x205000]
+    add eax, [0x206000]
+    add eax, [0x207000]
+    loop 1b
+    hlt
+    mov rax, cr3                        # phase 2: reload CR3, then one more round
+    mov cr3, rax
+    mov eax, [0x204000]
+    add eax, [0x205000]
+    add eax, [0x206000]
+    add eax, [0x207000]
+    hlt
+    invlpg [0x205000]                   # phase 3: drop one page
+    hlt
+    mov ecx, 100                        # phase 4: two pages 1 MiB apart, 100 rounds
+2:  mov eax, [0x204000]
+    add eax, [0x304000]
+    loop 2b
+    hlt
+    or qword ptr [PD], 0x100            # phase 5: make 0-2 MiB (the code) global ...
+    mov rax, cr4
+    or rax, 0x80                        # ... turn on CR4.PGE (a paging bit of CR4: a flush)
+    mov cr4, rax
+    mov eax, [0x204000]
+    mov rax, cr3                        # ... and reload CR3
+    mov cr3, rax
+    hlt
+"""
+from kvmlab.widgets import PageWalk
+tm = Machine(mode="long", gib=1, memory=4 << 20, kvm=kvmlab.open("sim"))
+tm.load(asm.assemble(TLB_LOOP, base=0x1000))
+misses = 0
+
+def phase():
+    """Run to the next hlt; return the TLB and how many misses this phase added."""
+    global misses
+    tm.run()
+    t = tm.vm.kernel.vcpu_tlb(0)
+    new, misses = t.misses - misses, t.misses
+    return t, new
+
+def cached(t):
+    return ", ".join(f"{e.linear:#x}@{e.index}{'(G)' if e.global_ else ''}" for e in t.entries)
+
+def panel(va, line):
+    """One line of the page-walk widget's TLB panel for ``va`` (1: ``va`` hit or miss,
+    2: the counters, 3: the flushes by cause, 4: the last flush)."""
+    return PageWalk(tm, va=va, show_map=False).tlb_lines()[line].strip()
+
+# %% [markdown]
+# **Predict** before you run the next cell: phase 1 makes 100 rounds of four reads (400
+# data accesses, plus fetching about 500 instructions). How many TLB **misses**? (A miss is a
+# lookup that finds nothing, so the CPU walks the page tables and fills the entry.)
+
+# %% check
+t, new = phase()
+print(f"phase 1: {new} misses and {'hundreds of' if t.hits >= 396 else 'only'} hits (see the widget below)")
+print("cached (page@entry):", cached(t))
+print(panel(0x205000, 3))
+# %% [expect]
+# phase 1: 5 misses and hundreds of hits (see the widget below)
+# cached (page@entry): 0x1000@1, 0x204000@4, 0x205000@5, 0x206000@6, 0x207000@7
+# full flushes: 1 (memslot change 1); INVLPG (one page): 0
+
+# %% [markdown]
+# Five misses: the code page once, each data page once; every later access hits. Locality
+# is why a few dozen entries make paging cheap. The one flush so far came before the first
+# entry: the simulator flushes the TLB when the memslots changed since the vCPU last ran,
+# since a cached translation may lead to memory that is no longer there (KVM flushes with
+# `kvm_flush_remote_tlbs` when it drops stage-2 mappings, e.g. of a deleted or moved slot).
+#
+# The page-walk widget shows the same TLB under the walk: whether the address is cached
+# now (which entry, the physical page, the W U X D G bits), the hit and miss counters, the
+# flushes by cause and the last one. In the grid each square is an entry; the selected
+# address's is framed (green: a hit).
+
+# %%
+PageWalk(tm, va=0x205000, show_map=False)
+
+# %% [markdown]
+# **Predict**: phase 2 reloads CR3 with the *same* value, then reads the four pages once.
+# How many misses now?
+
+# %% check
+t, new = phase()
+print(f"phase 2: {new} misses; last flush: {t.last_flush} at rip {t.last_flush_rip:#x}")
+print("cached:", cached(t))
+# %% [expect]
+# phase 2: 5 misses; last flush: MOV to CR3 at rip 0x1027
+# cached: 0x1000@1, 0x204000@4, 0x205000@5, 0x206000@6, 0x207000@7
+
+# %% [markdown]
+# Writing CR3 flushes every (non-global) translation, even when the value does not
+# change: that is how an OS switches address spaces, and why it is costly (PCIDs exist to
+# avoid it). The rip is the `mov cr3, rax`. Then all five pages missed again.
+#
+# Phase 3 is a lone `invlpg [0x205000]`: one page goes, the others stay.
+
+# %% check
+t, new = phase()
+print(f"phase 3: {new} misses; last: {t.last_flush}; invlpg count {t.invlpg}")
+print("cached:", cached(t))
+print(panel(0x205000, 1))
+# %% [expect]
+# phase 3: 0 misses; last: INVLPG (one page); invlpg count 1
+# cached: 0x1000@1, 0x204000@4, 0x206000@6, 0x207000@7
+# 0x205000: MISS (entry 5 is empty): the next access walks the tables
+
+# %% [markdown]
+# **Predict**: phase 4 reads 0x204000 and 0x304000 in turn, 100 rounds. Both have bits
+# 19:12 = 0x04. How many misses, roughly: 1, 2 or 200?
+
+# %% check
+t, new = phase()
+print(f"phase 4: {new} misses")
+print(panel(0x204000, 1))
+# %% [expect]
+# phase 4: 199 misses
+# 0x204000: MISS: entry 4 holds page 0x304000 -> 0x304000 (same bits 19:12: the two evict each other)
+
+# %% [markdown]
+# A **conflict**: the two pages take turns in entry 4 and evict each other, so every read
+# misses (only the first read of 0x204000, still cached from phase 2, hit). A 256-entry
+# TLB with plenty of free entries, and a miss on every access: that is what
+# set-associativity (several ways per entry) is for.
+#
+# Phase 5 marks the first 2 MiB (the code page) **global** (G, bit 8 of the PDE) and sets
+# CR4.PGE. That CR4 write itself flushes everything (so the code page is refilled, now with
+# G), then the guest reads 0x204000 and reloads CR3. Global pages survive a CR3 write:
+# kernels map themselves global, since the kernel half is the same in every address
+# space. (Toggling CR4.PGE or an INVLPG of that page drops a global entry; a CR3 write does not.)
+
+# %% check
+t, new = phase()
+print(panel(0x1000, 3))
+print("after the CR3 reload, cached:", cached(t))
+tm.close()
+# %% [expect]
+# full flushes: 4 (MOV to CR3 2, CR4 paging bit change 1, memslot change 1); INVLPG (one page): 1
+# after the CR3 reload, cached: 0x1000@1(G)
+
+# %% [markdown]
+# Only the code page is left, marked G. Flushes are not free either way: the TLB misses
+# that follow each one cost page walks (here a handful; in a big guest thousands).
+#
 # *Differences you may meet:* the simulated CPU also implements 32-bit (2-level) and PAE
 # paging; the `/dev/kvm` of this course's test machine (a software "PVM" KVM backend) only
 # pages in long mode. Upstream KVM on Intel/AMD hardware supports all modes.
@@ -356,6 +529,45 @@ check(answer, wp_error_code(), hint="bit 0 = the page was present, bit 1 = a wri
 print(f"error code: {wp_error_code():#x}")
 # %% [expect]
 # error code: 0x3
+
+# %% [markdown]
+# **4.** In the simulated TLB (256 entries, direct-mapped on bits 19:12), which of these
+# pages would keep evicting page 0x204000 if a guest read both in a loop: 0x104000,
+# 0x205000, 0x284000, 0x304000? (A list of addresses.)
+
+# %%
+answer = None   # a list, e.g. [0x205000]
+
+# %%
+CANDIDATES = (0x104000, 0x205000, 0x284000, 0x304000)
+
+def loop_misses(page):
+    """TLB misses of 100 rounds reading 0x204000 and ``page`` (simulator)."""
+    src = f".code64\n_start: mov ecx, 100\n1: mov eax, [0x204000]\n add eax, [{page:#x}]\n loop 1b\n hlt\n"
+    with Machine(mode="long", gib=1, memory=4 << 20, kvm=kvmlab.open("sim")) as m:
+        m.load(asm.assemble(src, base=0x1000))
+        m.run()
+        return m.vm.kernel.vcpu_tlb(0).misses
+
+conflict_misses = {page: loop_misses(page) for page in CANDIDATES}
+
+# %% check
+check(answer, {p for p, n in conflict_misses.items() if n > 100}, hint="compare (va >> 12) & 0xFF")
+# %% [expect]
+# not answered yet: set `answer` in the cell above, run it, then run this cell again
+
+# %% check
+for page, n in conflict_misses.items():
+    print(f"0x204000 with {page:#x}: entries {0x204000 >> 12 & 0xFF:#x} and {page >> 12 & 0xFF:#x}, {n} misses")
+# %% [expect]
+# 0x204000 with 0x104000: entries 0x4 and 0x4, 201 misses
+# 0x204000 with 0x205000: entries 0x4 and 0x5, 3 misses
+# 0x204000 with 0x284000: entries 0x4 and 0x84, 3 misses
+# 0x204000 with 0x304000: entries 0x4 and 0x4, 201 misses
+
+# %% [markdown]
+# (Each count includes one miss for the code page.) Pages whose addresses differ only above
+# bit 19, i.e. by a multiple of 1 MiB, share an entry.
 
 # %% [markdown]
 # Next: **lesson 08**, debugging a guest.
