@@ -116,7 +116,7 @@ TLB_LAST_FLUSH = 99
 TLB_LAST_FLUSH_RIP = 89       # rip of the instruction that did it (-1 for a memslot change)
 
 # CPUID table: CPUID_N entries, 8 fields: function, index, flags, eax, ebx, ecx, edx, used
-CPUID_COUNT = 2320
+CPUID_COUNT = 2324
 CPUID = 2330
 CPUID_MAX = 256
 
