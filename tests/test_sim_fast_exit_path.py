@@ -1,7 +1,8 @@
 """The simulated KVM_RUN's fast path (``x86_run.make_kvm_run`` + ``kvm_run.enter_plain``)
-must be invisible: every exit leaves the same kvm_run bytes, PIO data, registers and
-stats as the general path (``x86_run.FAST_PATH = False``), and the state that needs the
-general path still gets it."""
+must be invisible: every exit leaves the same kvm_run bytes, PIO data, coalesced ring,
+registers and stats as the general path (``x86_run.FAST_PATH = False``) and as the
+traced path (tracing on: every exit handled in Python, ``fast_exit`` + ``_handle_exit``),
+and the state that needs the general path still gets it."""
 import numpy as np
 import pytest
 
@@ -40,11 +41,29 @@ GUEST = """.code16
 """
 
 
-def _vcpu(src=GUEST):
+COALESCED = """.code16
+    mov ax, 0x2000
+    mov ds, ax
+    mov cx, 400
+1:  mov byte ptr [0], al        ; coalesced: exits only when the ring is full
+    mov word ptr [0x10], cx
+    inc al
+    loop 1b
+    mov byte ptr [0x1000], al   ; outside the zone
+    out 0x80, al
+    jmp 1b
+"""
+
+
+def _vcpu(src=GUEST, zone=False, trace=False):
     kvm = kvmlab.open("sim")
     vm = kvm.create_vm()
     mem = kvmlab.GuestMemory(0x10000)
     vm.set_user_memory_region(0, 0, mem)
+    if zone:
+        vm.register_coalesced_mmio(0x20000, 0x1000)
+    if trace:
+        kvm.backend.trace(vm.fd).enable()
     mem.write(0x1000, assemble(src, base=0x1000).code)
     mem.write(0x500, b"abc")
     v = vm.create_vcpu(0)
@@ -61,10 +80,10 @@ def _regs(v):
     return tuple(getattr(r, f) for f, _ in type(r)._fields_)
 
 
-def _trace(steps=120, poke=None):
-    """Run GUEST, completing every IN / MMIO read; after each exit record the kvm_run page,
-    the PIO data page's head, the registers and the stats."""
-    kvm, vm, mem, v = _vcpu()
+def _trace(steps=120, poke=None, src=GUEST, zone=False, trace=False, drain_every=1):
+    """Run a guest, completing every IN / MMIO read; after each exit record the kvm_run page,
+    the PIO data page's head, the coalesced ring page, the registers and the stats."""
+    kvm, vm, mem, v = _vcpu(src, zone, trace)
     out = []
     for i in range(steps):
         if poke:
@@ -74,7 +93,15 @@ def _trace(steps=120, poke=None):
         except kvmlab.KvmError as err:
             e = err.errno
         page = bytes(v._page[:4096])
-        out.append((i, page, bytes(v._page[4096:4096 + 64]), _regs(v), v.stats(), repr(e)))
+        decoded = kvmlab.exits.decode(v._page)
+        if not isinstance(e, int) and e.reason != kvmlab.KVM_EXIT_INTR:
+            # VcpuFd.run's inline decode is exits.decode
+            assert type(e) is type(decoded) and e.fields() == decoded.fields()
+        ring = bytes(v._page[8192:12288])
+        if i % drain_every == 0:
+            v.coalesced_ring.drain_array()
+        out.append((i, page, bytes(v._page[4096:4096 + 64]), ring, _regs(v), v.stats(),
+                    repr(e)))
         if isinstance(e, kvmlab.exits.IoExit) and e.is_in:
             e.complete(0x40 + i)
         elif isinstance(e, kvmlab.exits.MmioExit) and not e.is_write:
@@ -84,17 +111,25 @@ def _trace(steps=120, poke=None):
     return out
 
 
-def _compare(monkeypatch, poke=None):
-    fast = _trace(poke=poke)
+def _compare(monkeypatch, **kw):
+    fast = _trace(**kw)
+    traced = _trace(trace=True, **kw)
     monkeypatch.setattr(x86_run, "FAST_PATH", False)
-    slow = _trace(poke=poke)
-    assert len(fast) == len(slow)
-    for a, b in zip(fast, slow):
-        assert a == b, f"step {a[0]}: {a[5]} vs {b[5]}"
+    slow = _trace(**kw)
+    assert len(fast) == len(slow) == len(traced)
+    for a, b, c in zip(fast, slow, traced):
+        assert a == b, f"step {a[0]}: {a[-1]} vs {b[-1]}"
+        assert a == c, f"step {a[0]}: {a[-1]} vs {c[-1]} (traced)"
 
 
 def test_every_exit_of_the_fast_path_matches_the_general_path_byte_for_byte(monkeypatch):
     _compare(monkeypatch)
+
+
+@pytest.mark.parametrize("drain_every", [1, 3])
+def test_a_write_into_a_full_coalesced_ring_exits_the_same_way_on_every_path(monkeypatch,
+                                                                             drain_every):
+    _compare(monkeypatch, src=COALESCED, zone=True, steps=40, drain_every=drain_every)
 
 
 def test_immediate_exit_interrupt_windows_and_sync_regs_take_the_general_path(monkeypatch):
@@ -111,7 +146,7 @@ def test_immediate_exit_interrupt_windows_and_sync_regs_take_the_general_path(mo
             v.kvm_run.kvm_valid_regs = 1      # KVM_SYNC_X86_REGS
         elif i % 13 == 9:
             v.kvm_run.kvm_valid_regs = 0
-    _compare(monkeypatch, poke)
+    _compare(monkeypatch, poke=poke)
 
 
 def test_the_plain_exit_round_trip_does_not_go_through_the_general_path(monkeypatch):
@@ -155,3 +190,22 @@ def test_make_ctx_refuses_arrays_the_compiled_code_cannot_take():
         KR.make_ctx(st.astype(np.int32), pm, page, lay)
     with pytest.raises(ValueError):
         KR.make_ctx(st[::2], pm, page, lay)
+
+
+def test_drain_array_gives_the_ring_entries_in_order_also_across_the_wrap():
+    from kvmlab.vcpu import CoalescedRing, COALESCED_DTYPE
+    import struct
+    buf = bytearray(3 * 4096)
+    for i in range(170):
+        struct.pack_into("<QII8s", buf, 8192 + 8 + 24 * i, 0x20000 + i, 1 + i % 8, i & 1,
+                         bytes([i]) * 8)
+    ring = CoalescedRing(memoryview(buf))
+    for first, last in ((0, 169), (100, 99), (5, 9), (169, 3), (7, 7), (0, 170)):
+        struct.pack_into("<II", buf, 8192, first, last)
+        want = ring.entries
+        got = ring.drain_array()
+        assert got.dtype == COALESCED_DTYPE
+        assert [(int(e["phys_addr"]), int(e["len"]), int(e["pio"]), bytes(e["data"]))
+                for e in got] == [(w.phys_addr, w.len, w.pio, w.data) for w in want]
+        assert ring.first == (last if first != last and last < 170 else first)
+    ring._release()

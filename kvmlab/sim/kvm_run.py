@@ -21,6 +21,7 @@ from numba.extending import intrinsic
 
 from ..cpu import cachedir as _core_cache
 from ..cpu import layout as L
+from ..cpu.hostptr import load32 as _load32
 from ..cpu.hostptr import load64 as _load64
 from ..cpu.run import run as _core_run
 from . import stats as S
@@ -61,7 +62,7 @@ if _SimCacheLocator not in caching.CacheImpl._locator_classes:
  I_MMIO_WRITE, I_EXIT_DATA, I_RFLAGS, I_SHADOW, I_PEND_IRQ, I_PEND_EXC, I_CR8, I_APIC_BASE,
  I_COMP_KIND, I_COMP_N, I_COMP_GPA, I_COMP_DATA, I_DBG_EXC, I_DBG_PC, I_DBG_DR6, I_DBG_DR7,
  I_S_EXITS, I_S_IO, I_S_MMIO, I_S_HALT, I_S_EMUL, I_D_REP, I_D_MAP, I_D_OPC, I_REQ_WIN,
- I_N) = range(33)
+ I_PM_RING, I_PM_NZONES, I_PM_ZONES, I_N) = range(36)
 
 LAY = np.zeros(I_N, np.int64)
 for _i, _v in ((I_EXIT_REASON, L.EXIT_REASON), (I_IO_DIR, L.IO_DIR), (I_IO_SIZE, L.IO_SIZE),
@@ -76,7 +77,8 @@ for _i, _v in ((I_EXIT_REASON, L.EXIT_REASON), (I_IO_DIR, L.IO_DIR), (I_IO_SIZE,
                (I_S_MMIO, I_N + S.MMIO_EXITS), (I_S_HALT, I_N + S.HALT_EXITS),
                (I_S_EMUL, I_N + S.INSN_EMULATION), (I_D_REP, L.D + L.D_REP),
                (I_D_MAP, L.D + L.D_MAP), (I_D_OPC, L.D + L.D_OPC),
-               (I_REQ_WIN, L.REQ_IRQ_WIN)):
+               (I_REQ_WIN, L.REQ_IRQ_WIN), (I_PM_RING, L.PM_RING), (I_PM_NZONES, L.PM_NZONES),
+               (I_PM_ZONES, L.PM_ZONES)):
     LAY[_i] = _v
 
 KVM_EXIT_IO, KVM_EXIT_DEBUG, KVM_EXIT_HLT, KVM_EXIT_MMIO = 2, 4, 5, 6
@@ -88,6 +90,7 @@ FAST_USER, FAST_SLOW, FAST_REP = 10, -1, 16
 NOT_ENTERED = -2
 # devmask bits
 DEV_PIO, DEV_MMIO, DEV_APIC = 1, 2, 4     # DEV_MMIO also: a memslot without host memory
+DEV_UNBACKED = 8                          # a memslot without host memory (with DEV_MMIO)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -272,11 +275,43 @@ def _rep_string(st, lay):
 
 
 @numba.njit(cache=True, nogil=True)
+def _full_ring_write(st, pm, lay, devmask):
+    """The MMIO exit is a write that lies in a zone the core coalesces by itself, and the
+    ring is (still) full: then the kernel's answer is known without the io bus -- the
+    zone's device is the only one there (``coalesced_mmio.core_zones``), it finds no room
+    and the write goes to userspace as KVM_EXIT_MMIO.  Not with an in-kernel LAPIC (it
+    sees MMIO first) or a memslot without host memory (EFAULT)."""
+    if devmask & (DEV_APIC | DEV_UNBACKED) or not st[lay[I_MMIO_WRITE]]:
+        return False
+    ring = pm[lay[I_PM_RING]]
+    if ring == 0:
+        return False
+    gpa = st[lay[I_MMIO_GPA]]
+    n = st[lay[I_MMIO_LEN]]
+    hit = False
+    for i in range(pm[lay[I_PM_NZONES]]):
+        z = lay[I_PM_ZONES] + 3 * i
+        if pm[z + 2] == 0 and gpa >= pm[z] and gpa + n <= pm[z] + pm[z + 1]:
+            hit = True
+            break
+    if not hit:
+        return False
+    first = _load32(ring)
+    last = _load32(ring + 4)
+    return last >= 170 or (last + 1) % 170 == first
+
+
+@numba.njit(cache=True, nogil=True)
 def _enter_views(st, pm, page, lay, budget, devmask):
     code = _core_run(st, pm, budget)
     r = fast_exit(st, page, lay, code, devmask)
-    if r >= FAST_USER and code == KVM_EXIT_IO and _rep_string(st, lay):
-        r += FAST_REP
+    if r >= FAST_USER:
+        if code == KVM_EXIT_IO and _rep_string(st, lay):
+            r += FAST_REP
+    elif code == KVM_EXIT_MMIO and _full_ring_write(st, pm, lay, devmask):
+        # fast_exit counted the exit; what _handle_exit adds for a write the bus refused
+        lay[lay[I_S_MMIO]] += 1
+        r = FAST_USER + fill_exit(st, page, lay, code, False)
     return code, r
 
 

@@ -71,11 +71,12 @@ class KvmArch:
         self.unbacked = []                   # slots whose userspace_addr kvmlab cannot reach
 
     def update_devmask(self):
-        from .kvm_run import DEV_APIC, DEV_MMIO, DEV_PIO
+        from .kvm_run import DEV_APIC, DEV_MMIO, DEV_PIO, DEV_UNBACKED
         from .iobus import KVM_MMIO_BUS, KVM_PIO_BUS
         b = self.kvm.buses
         self.devmask = ((DEV_PIO if b[KVM_PIO_BUS].dev_count else 0) |
                         (DEV_MMIO if b[KVM_MMIO_BUS].dev_count or self.unbacked else 0) |
+                        (DEV_UNBACKED if self.unbacked else 0) |
                         (DEV_APIC if self.irqchip_in_kernel() else 0))
 
     # -- helpers -------------------------------------------------------------------------
