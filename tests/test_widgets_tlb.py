@@ -81,7 +81,7 @@ def test_after_a_loop_over_four_pages_the_panel_shows_a_hit_with_the_entry_and_f
     m = re.fullmatch(r"  5 of 256 entries valid; lookups: (\d+) hits, 5 misses \((\d+\.\d)% hits\)", lines[2])
     assert m and int(m.group(1)) >= 396
     assert lines[3] == "  full flushes: 1 (memslot change 1); INVLPG (one page): 0"
-    assert lines[4] == "  last flush: memslot change (by KVM before an entry, not by an instruction)"
+    assert lines[4] == "  last flush: memslot change (at a guest entry, not by a guest instruction)"
 
 
 def test_an_address_never_touched_is_a_miss_in_an_empty_entry(machine):

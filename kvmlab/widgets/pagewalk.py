@@ -194,7 +194,7 @@ class PageWalk(View):
         if t.last_flush is None:
             out.append("  last flush: none yet")
         elif t.last_flush_rip is None:
-            out.append(f"  last flush: {t.last_flush} (by KVM before an entry, not by an instruction)")
+            out.append(f"  last flush: {t.last_flush} (at a guest entry, not by a guest instruction)")
         else:
             out.append(f"  last flush: {t.last_flush} by the instruction at rip {t.last_flush_rip:#x}")
         return out
