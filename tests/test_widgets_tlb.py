@@ -139,11 +139,15 @@ def test_a_written_page_shows_d_in_its_entry(sim):
         assert "page 0x206000 -> 0x206000  W - X D -" in panel(m, 0x206000)[1]
 
 
-def test_the_efer_count_is_what_the_other_causes_leave_not_the_cpuid_table_size(machine):
+def test_the_flush_counts_add_up_and_no_efer_write_is_counted_where_the_guest_made_none(machine):
     machine.run()
     t = machine.vm.kernel.vcpu_tlb(0)
     assert flush_counts(t) == {"MOV to CR3": 0, "CR0.PG/WP/PE change": 0, "CR4 paging bit change": 0,
                                "EFER write": 0, "memslot change": 1}
+    for _ in range(4):
+        machine.run()
+    t = machine.vm.kernel.vcpu_tlb(0)
+    assert sum(flush_counts(t).values()) == t.flushes == 4
 
 
 def test_the_text_form_is_the_same_for_the_same_run_and_free_of_host_addresses(sim):

@@ -50,12 +50,9 @@ def tlb_bits(e) -> str:
 
 
 def flush_counts(t) -> dict:
-    """Full flushes of TLB view ``t`` by cause.  ``flushes`` counts every full flush, so the
-    EFER count is what the other causes leave (the core's own EFER counter currently shares
-    its state word with the CPUID table size, see kvmlab/cpu/layout.py STAT_N)."""
-    by = {c: int(t.flushes_by_cause.get(c, 0)) for c in FLUSH_CAUSES}
-    by["EFER write"] = max(0, t.flushes - sum(v for c, v in by.items() if c != "EFER write"))
-    return by
+    """Full flushes of TLB view ``t`` by cause, in ``FLUSH_CAUSES`` order (INVLPG, which
+    drops one page, is ``t.invlpg``)."""
+    return {c: int(t.flushes_by_cause.get(c, 0)) for c in FLUSH_CAUSES}
 
 
 class PageWalk(View):
