@@ -74,6 +74,7 @@ def make_kvm_run(self):
     live as long as the vCPU; everything userspace or the kernel can change is read at
     every call."""
     mutex = self.vcpu.mutex
+    acquire, release = mutex.acquire, mutex.release     # cheaper than "with mutex"
     pmv = self.pmv
     kvm = self.kvm
     karch = kvm.arch
@@ -82,7 +83,8 @@ def make_kvm_run(self):
     sig = signals
 
     def kvm_run():
-        with mutex:
+        acquire()
+        try:
             if self.parked is not None:
                 return _deliver_parked(self)
             self.waiting_user = False
@@ -114,6 +116,8 @@ def make_kvm_run(self):
             self.sig = sig._installed or sig.install()
             self.sig_armed = False
             return _loop(self, 0, budget, (code, r))
+        finally:
+            release()
     kvm_run.__qualname__ = kvm_run.__name__ = "kvm_arch_vcpu_ioctl_run"
     return kvm_run
 
