@@ -1,4 +1,4 @@
-"""The simulated KVM_RUN's fast path (``x86_run.make_kvm_run`` + ``kvm_run.enter_plain``)
+"""The simulated KVM_RUN's fast path (``x86_run.make_kvm_run`` + ``kvm_run.enter_ctx``)
 must be invisible: every exit leaves the same kvm_run bytes, PIO data, coalesced ring,
 registers and stats as the general path (``x86_run.FAST_PATH = False``) and as the
 traced path (tracing on: every exit handled in Python, ``fast_exit`` + ``_handle_exit``),
@@ -166,17 +166,17 @@ def test_the_plain_exit_round_trip_does_not_go_through_the_general_path(monkeypa
     assert v.stats()["io_exits"] == 101
 
 
-def test_enter_plain_runs_nothing_when_kvm_run_asks_for_more_than_an_entry():
+def test_a_plain_entry_runs_nothing_when_kvm_run_asks_for_more_than_an_entry():
     kvm, vm, mem, v = _vcpu(".code16\n1: out 0x80, al\n jmp 1b\n")
     v.run()
     arch = kvm.backend.vcpu_of(v.fd).arch
     rip = v.get_regs().rip
     for off in (0, 1, 288, 295, 296, 303):
         v._page[off] = 1
-        assert KR.enter_plain(arch.ctx_addr, 1000, 0) == (KR.NOT_ENTERED, KR.FAST_SLOW)
+        assert KR.enter_ctx(arch.ctx_addr, 1000, 0, 1) == (KR.NOT_ENTERED, KR.FAST_SLOW)
         v._page[off] = 0
     assert v.get_regs().rip == rip
-    code, r = KR.enter_plain(arch.ctx_addr, 1000, 0)
+    code, r = KR.enter_ctx(arch.ctx_addr, 1000, 0, 1)
     assert (code, r) == (KR.KVM_EXIT_IO, KR.FAST_USER)
 
 

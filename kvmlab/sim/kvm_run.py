@@ -211,15 +211,6 @@ def fast_exit(st, page, lay, code, devmask):
     return FAST_SLOW
 
 
-@numba.njit(cache=True, nogil=True)
-def enter(st, pm, page, lay, budget, devmask):
-    """``vcpu_enter_guest`` for the common case: run the core (GIL released), then count
-    and fill the exit (``fast_exit``) without returning to Python in between.  Returns
-    (core exit code, fast_exit's answer)."""
-    code = _core_run(st, pm, budget)
-    return code, fast_exit(st, page, lay, code, devmask)
-
-
 # --------------------------------------------------------------------------------------
 # the KVM_RUN hot path with integer arguments only
 # --------------------------------------------------------------------------------------
@@ -316,27 +307,28 @@ def _enter_views(st, pm, page, lay, budget, devmask):
 
 
 @numba.njit(cache=True, nogil=True)
-def enter_ctx(ctx, budget, devmask):
-    """:func:`enter` on the arrays of ``ctx``.  When fast_exit filled kvm_run for an IO
-    exit of a REP INS/OUTS, FAST_REP is added to its answer (the caller then runs
-    ``_rep_io_fixup``).  Returns (core exit code, answer)."""
-    st, pm, page, lay = _views(ctx)
-    return _enter_views(st, pm, page, lay, budget, devmask)
+def enter_ctx(ctx, budget, devmask, plain):
+    """``vcpu_enter_guest`` for the common case, on the arrays of ``ctx``: run the core
+    (GIL released), then count and fill the exit (``fast_exit``) without returning to
+    Python in between.  When fast_exit filled kvm_run for an IO exit of a REP INS/OUTS,
+    FAST_REP is added to its answer (the caller then runs ``_rep_io_fixup``).  Returns
+    (core exit code, answer).
 
-
-@numba.njit(cache=True, nogil=True)
-def enter_plain(ctx, budget, devmask):
-    """:func:`enter_ctx` for the first entry of a KVM_RUN in the plain state (see
+    ``plain`` = 1: the first entry of a KVM_RUN in the plain state (see
     ``x86_run.make_kvm_run``): if kvm_run has ``request_interrupt_window``,
     ``immediate_exit``, ``kvm_valid_regs`` or ``kvm_dirty_regs`` set, or an interrupt
     window is still requested in the core, nothing runs and the answer is
-    (NOT_ENTERED, FAST_SLOW): the general path must handle this KVM_RUN."""
+    (NOT_ENTERED, FAST_SLOW): the general path must handle this KVM_RUN.
+
+    One function for both (it links the whole core: each such function is a big load
+    from numba's cache at the first KVM_RUN of a process)."""
     st, pm, page, lay = _views(ctx)
-    if page[0] or page[1] or st[lay[I_REQ_WIN]]:
-        return NOT_ENTERED, FAST_SLOW
-    for i in range(288, 304):                 # kvm_valid_regs, kvm_dirty_regs
-        if page[i]:
+    if plain:
+        if page[0] or page[1] or st[lay[I_REQ_WIN]]:
             return NOT_ENTERED, FAST_SLOW
+        for i in range(288, 304):             # kvm_valid_regs, kvm_dirty_regs
+            if page[i]:
+                return NOT_ENTERED, FAST_SLOW
     return _enter_views(st, pm, page, lay, budget, devmask)
 
 

@@ -27,7 +27,7 @@ from . import signals
 from . import stats as S
 from .iobus import KVM_MMIO_BUS, KVM_PIO_BUS, kvm_io_bus_read, kvm_io_bus_write
 from .kvm_run import (DEV_APIC, DEV_MMIO, DEV_PIO, FAST_REP, FAST_USER, NOT_ENTERED, complete_ctx,
-                      complete_with, enter_ctx, enter_plain, entry_point, fast_exit, fill_exit)
+                      complete_with, enter_ctx, entry_point, fast_exit, fill_exit)
 
 EXIT_IO, EXIT_MMIO, EXIT_HLT, EXIT_BUDGET = L.EXIT_IO, L.EXIT_MMIO, L.EXIT_HLT, L.EXIT_BUDGET
 EXIT_IRQ_WINDOW, EXIT_DEBUG = L.EXIT_IRQ_WINDOW, L.EXIT_DEBUG
@@ -53,12 +53,12 @@ def kvm_arch_vcpu_ioctl_run(self):
         return _run(self)
 
 
-def _enter_fast(ctx, budget, devmask):
-    """``enter_plain`` without the dispatcher's type matching (resolved at the first call)."""
-    global _enter_fast
+def _enter(ctx, budget, devmask, plain):
+    """``enter_ctx`` without the dispatcher's type matching (resolved at the first call)."""
+    global _enter
     from numba import int64
-    _enter_fast = entry_point(enter_plain, int64, int64, int64)
-    return _enter_fast(ctx, budget, devmask)
+    _enter = entry_point(enter_ctx, int64, int64, int64, int64)
+    return _enter(ctx, budget, devmask, plain)
 
 
 def make_kvm_run(self):
@@ -68,7 +68,7 @@ def make_kvm_run(self):
     every exit round trip of a VMM loop is in: no sync regs, nothing to complete, no
     ``immediate_exit`` or interrupt-window request, no in-kernel irqchip, no state for the
     VM-entry checks, no tracing, one vCPU (or the SMP mode already on).  Then the guest is
-    entered at once with one compiled call (``enter_plain``); whatever the exit, the result
+    entered at once with one compiled call (``enter_ctx``, plain); whatever the exit, the result
     is what :func:`_run` would have produced (anything but a filled kvm_run goes on in
     :func:`_loop`).  Any other state takes :func:`_run`.  The closure holds the objects that
     live as long as the vCPU; everything userspace or the kernel can change is read at
@@ -97,8 +97,8 @@ def make_kvm_run(self):
             self.kicked = False
             budget = self.BUDGET
             try:
-                # enter_plain itself looks at the kvm_run fields that need the general path
-                code, r = _enter_fast(ctx, budget, karch.devmask)
+                # enter_ctx itself looks at the kvm_run fields that need the general path
+                code, r = _enter(ctx, budget, karch.devmask, 1)
                 if r >= FAST_USER:                  # kvm_run is filled: back to userspace
                     if r >= FAST_USER_REP:
                         r -= FAST_REP
@@ -231,7 +231,7 @@ def _loop(self, valid, budget, first):
                     code = _traced_run(self, budget)
                     r = fast_exit(st, self.page, self.lay, code, arch.devmask)
                 else:
-                    code, r = enter_ctx(ctx, budget, arch.devmask)
+                    code, r = _enter(ctx, budget, arch.devmask, 0)
                     if r >= FAST_USER:              # kvm_run is filled: back to userspace
                         if r >= FAST_USER_REP:
                             r -= FAST_REP
