@@ -75,21 +75,36 @@ class CoalescedRing:
     def entry(self, i: int) -> CoalescedWrite:
         return CoalescedWrite(*_ENTRY.unpack_from(self._buf, self._off + 8 + 24 * (i % RING_MAX)))
 
+    def _records(self, first: int, last: int) -> list[CoalescedWrite]:
+        """Entries ``first``, ``first + 1``, ... (mod 170), ``(last - first) % 170`` of them:
+        one copy of their bytes, unpacked in one go."""
+        n = (last - first) % RING_MAX
+        start = first % RING_MAX
+        base = self._off + 8
+        end = start + n
+        buf = self._buf
+        if end <= RING_MAX:
+            raw = bytes(buf[base + 24 * start:base + 24 * end])
+        else:
+            raw = bytes(buf[base + 24 * start:base + 24 * RING_MAX]) + \
+                bytes(buf[base:base + 24 * (end - RING_MAX)])
+        return [CoalescedWrite(*t) for t in _ENTRY.iter_unpack(raw)]
+
     @property
     def entries(self) -> list[CoalescedWrite]:
         """The outstanding entries, oldest first (without consuming them)."""
-        first, last = struct.unpack_from("<II", self._buf, self._off)
+        first, last = _HEAD.unpack_from(self._buf, self._off)
         if last >= RING_MAX:
             return []
-        return [self.entry(i) for i in range(first, first + (last - first) % RING_MAX)]
+        return self._records(first, last)
 
     def drain(self) -> list[CoalescedWrite]:
         """Consume the outstanding entries (oldest first) and advance ``first``, as a VMM
         must do after every return from KVM_RUN, before handling the exit."""
-        first, last = struct.unpack_from("<II", self._buf, self._off)
+        first, last = _HEAD.unpack_from(self._buf, self._off)
         if first == last or last >= RING_MAX:
             return []
-        out = [self.entry(i) for i in range(first, first + (last - first) % RING_MAX)]
+        out = self._records(first, last)
         self.first = last
         return out
 

@@ -209,3 +209,23 @@ def test_drain_array_gives_the_ring_entries_in_order_also_across_the_wrap():
                 for e in got] == [(w.phys_addr, w.len, w.pio, w.data) for w in want]
         assert ring.first == (last if first != last and last < 170 else first)
     ring._release()
+
+
+def test_drain_and_entries_give_the_entries_one_by_one_in_ring_order():
+    from kvmlab.vcpu import CoalescedRing, CoalescedWrite
+    import struct
+    buf = bytearray(3 * 4096)
+    for i in range(170):
+        struct.pack_into("<QII8s", buf, 8192 + 8 + 24 * i, 0x20000 + i, 1 + i % 8, i & 1,
+                         bytes([i]) * 8)
+    ring = CoalescedRing(memoryview(buf))
+    for first, last in ((0, 169), (100, 99), (5, 9), (169, 3), (7, 7), (0, 170), (200, 5),
+                        (171, 180)):
+        struct.pack_into("<II", buf, 8192, first, last)
+        n = (last - first) % 170 if last < 170 else 0
+        want = [CoalescedWrite(*struct.unpack_from("<QII8s", buf, 8192 + 8 + 24 * (i % 170)))
+                for i in range(first, first + n)]
+        assert ring.entries == want
+        assert [ring.entry(i) for i in range(first, first + n)] == want
+        assert ring.drain() == (want if first != last else [])
+        assert ring.first == (last if first != last and last < 170 else first)
