@@ -127,9 +127,7 @@ FAST_PATH = True
 
 
 def _run(self):
-    # the common KVM_RUN (no sync regs, nothing to complete, no irqchip, no tracing) is the
-    # exit round trip of every VMM loop: it reads only plain attributes and memoryview
-    # words here, and makes one compiled call (enter_ctx) with int arguments
+    """The general KVM_RUN (the plain state takes the shortcut in :func:`make_kvm_run`)."""
     mv = self.mv
     st = self.st
     # -- sync regs in ---------------------------------------------------------------------
