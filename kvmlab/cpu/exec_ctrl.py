@@ -209,7 +209,7 @@ def x_iret(st, pm):
             return
         set_sp(st, sp)
         seg_set_real(st, CS, cs)
-        st[RFLAGS] = popf_value(st, fl, osz)
+        st[RFLAGS] = popf_value(st, fl, osz) | ((fl & F_RF) if osz != 2 else 0)
         st[NEXT_RIP] = ip & msk(osz)
         st[NMI_BLOCKED] = 0
         return
@@ -238,6 +238,8 @@ def x_iret(st, pm):
         if st[ABORT] != 0:
             return
     newflags = popf_value(st, fl, osz)
+    if osz != 2:
+        newflags |= fl & F_RF          # IRET (unlike POPF) loads RF
     r = load_cs_checked(st, pm, cs, 0, 1)
     if r <= 0:
         if r < 0:

@@ -1,4 +1,4 @@
-"""A long-mode guest whose test code runs at CPL 3, with an IDT whose handlers run at CPL 0.
+"""A long-mode guest whose test code runs at CPL 3 (or 0), with an IDT whose handlers run at CPL 0.
 
 Reference §19: on this host's KVM (PVM) 64-bit code at CPL 3 runs natively on the CPU
 (under KVM's shadow paging), so what that code does is a hardware fact there; CPL 0 code
@@ -16,7 +16,8 @@ Layout (4 MiB of RAM at 0)::
 
 Every handler stores its vector in r15, pops the error code into r14 for the vectors
 that push one, copies CR2 into r13, the exception frame's RIP into r12 and its RFLAGS
-into r11, then ``hlt``.
+into r11, then ``hlt``.  With ``db_resume`` the #DB handler instead counts in r10, copies
+DR6 to r9, the frame's RIP/RFLAGS to r12/r11, sets RF in the frame and returns (IRETQ).
 """
 from __future__ import annotations
 
@@ -36,10 +37,14 @@ def _desc(access, flags):
     return struct.pack("<HHBBBB", 0xFFFF, 0, 0, access, 0xF | (flags << 4), 0)
 
 
-def _handlers() -> bytes:
+def _handlers(db_resume=False) -> bytes:
     src = [".code64"]
     for v in range(32):
         src.append(f"h{v}:")
+        if v == 1 and db_resume:             # count, record DR6, set RF in the frame, return
+            src += ["  inc r10", "  mov r9, dr6", "  mov r12, [rsp]", "  mov r11, [rsp + 16]",
+                    "  or qword ptr [rsp + 16], 0x10000", "  iretq"]
+            continue
         src.append(f"  mov r15, {v}")
         if v in ERR_VECTORS:
             src.append("  pop r14")
@@ -49,15 +54,16 @@ def _handlers() -> bytes:
 
 class Cpl3Guest:
     def __init__(self, vm, source: str, *, cpuid=None, efer_nxe=False, tss_extra: bytes = b"",
-                 tss_limit: int = 0x67):
+                 tss_limit: int = 0x67, cpl: int = 3, db_resume: bool = False, gdt_extra: bytes = b""):
         self.vm = vm
         self.mem = mem = kvmlab.GuestMemory(4 << 20)
         vm.set_user_memory_region(0, 0, mem)
         gdt = bytes(8) + _desc(0x9B, 0xA) + _desc(0x93, 0xC) + _desc(0xFB, 0xA) + _desc(0xF3, 0xC)
         gdt += struct.pack("<HHBBBBII", tss_limit & 0xFFFF, TSS & 0xFFFF, (TSS >> 16) & 0xFF, 0x8B,
                            (tss_limit >> 16) & 0xF, 0, 0, 0)
+        gdt += gdt_extra                        # from selector 0x38
         mem.write(GDT, gdt)
-        h = _handlers()
+        h = _handlers(db_resume)
         mem.write(HANDLERS, h.code)
         idt = b""
         for v in range(32):
@@ -86,9 +92,14 @@ class Cpl3Guest:
         def seg(r, sel, type_, dpl, l=0, db=1, s_=1, base=0, limit=0xFFFFFFFF, g=1):
             r.base, r.limit, r.selector, r.type = base, limit, sel, type_
             r.present, r.dpl, r.db, r.s, r.l, r.g, r.avl, r.unusable = 1, dpl, db, s_, l, g, 0, 0
-        seg(s.cs, 0x18 | 3, 0xB, 3, l=1, db=0)
-        for r in (s.ds, s.es, s.fs, s.gs, s.ss):
-            seg(r, 0x20 | 3, 0x3, 3)
+        if cpl == 3:
+            seg(s.cs, 0x18 | 3, 0xB, 3, l=1, db=0)
+            for r in (s.ds, s.es, s.fs, s.gs, s.ss):
+                seg(r, 0x20 | 3, 0x3, 3)
+        else:                                   # CPL 0 (run by KVM's emulator here, §19)
+            seg(s.cs, 0x08, 0xB, 0, l=1, db=0)
+            for r in (s.ds, s.es, s.fs, s.gs, s.ss):
+                seg(r, 0x10, 0x3, 0)
         seg(s.tr, 0x28, 0xB, 0, db=0, s_=0, base=TSS, limit=tss_limit, g=0)
         seg(s.ldt, 0, 0x2, 0, db=0, s_=0, limit=0, g=0)
         s.ldt.present, s.ldt.unusable = 0, 1
