@@ -73,12 +73,14 @@ MAXPHYADDR, large-page bits 20:13 / 29:13, PS in a PML4E and in a PDPTE without 
 XD without EFER.NXE, PAE PDPTE bits, PSE-36 bits of a 4 MiB PDE.  MAXPHYADDR and 1 GiB pages
 come from the CPUID table as for KVM's walker (core.set_cpuid: leaf 0x80000008 EAX[7:0], 36
 without it; 0x80000001 EDX[26], and only if core.gbpages_supported).
+I/O: IN/OUT/INS/OUTS at CPL > IOPL consult the TSS I/O bitmap (32- and 64-bit TSS; #GP(0)
+for a set bit of any port accessed, a TSS limit below 0x67, or a first bitmap byte beyond the
+limit, as KVM's emulator).
 Debug: the guest's own DR0-3 breakpoints fire: exec (DR7 Ln/Gn, R/W=00, LEN=00) as a #DB
 fault before the instruction with DR6.Bn set, suppressed while RFLAGS.RF=1 (every
 instruction clears RF as it starts, IRET loads it from the frame, and a fault's saved
 RFLAGS has RF=1); data breakpoints as a #DB trap.
-Simplified: the TSS I/O bitmap is not read (IN/OUT at CPL > IOPL raise #GP), PAE PDPTEs
-are read at walk time; an exec breakpoint on the instruction after
+Simplified: PAE PDPTEs are read at walk time; an exec breakpoint on the instruction after
 MOV SS/POP SS is not inhibited; DR7.GD (general detect) is ignored.
 """
 from .layout import (EXIT_BUDGET, EXIT_IO, EXIT_DEBUG, EXIT_HLT, EXIT_MMIO, EXIT_IRQ_WINDOW,  # noqa: F401
