@@ -130,7 +130,8 @@ def test_random_walks_match_the_reference_walker_including_a_d_bits(fmt):
             assert np.array_equal(mem, ref), where + ': A/D bits differ'
             checked += 1
     assert checked == 3000
-    assert rsvd_seen[0] > 20, 'too few reserved-bit faults generated: %d' % rsvd_seen[0]
+    # 32-bit paging has reserved bits only in 4 MiB PDEs (bits 21:13 past the PSE-36 width)
+    assert rsvd_seen[0] >= (2 if fmt == '32' else 20), 'too few reserved-bit faults: %d' % rsvd_seen[0]
 
 
 def test_translate_has_no_side_effects_and_reports_unmapped_and_noncanonical_as_invalid():
