@@ -381,7 +381,8 @@ def run(st, pm, budget):
                     r = inject(st, pm, DB, -1, EV_EXC)
                     if r != 0:
                         return r
-                    continue
+                    done += 1          # counts against the budget: a breakpoint on the
+                    continue           # handler itself must not spin without returning
             limit = 1
         # ---- the hot loop ----
         k, status = step_loop(st, pm, limit)
