@@ -66,7 +66,7 @@ bounds-checked core in its own cache directory.
 
 Not implemented (each ends the run with EXIT_INTERNAL_ERROR, suberror 1, never a wrong
 result): x87/MMX/SSE/AVX, VMX/SVM, task switches (task gates, IRET with NT, far JMP/CALL to
-a TSS), call gates, virtual-8086 mode, XSAVE family, RDRAND, MONITOR/MWAIT.
+a TSS), virtual-8086 mode, XSAVE family, RDRAND, MONITOR/MWAIT.
 
 Paging: the walk checks every reserved bit (#PF with RSVD|P): address bits at or above
 MAXPHYADDR, large-page bits 20:13 / 29:13, PS in a PML4E and in a PDPTE without 1 GiB pages,
@@ -76,6 +76,10 @@ without it; 0x80000001 EDX[26], and only if core.gbpages_supported).
 I/O: IN/OUT/INS/OUTS at CPL > IOPL consult the TSS I/O bitmap (32- and 64-bit TSS; #GP(0)
 for a set bit of any port accessed, a TSS limit below 0x67, or a first bitmap byte beyond the
 limit, as KVM's emulator).
+Call gates: far CALL/JMP through 16/32-bit gates (protected mode) and 64-bit gates (long
+mode); a CALL to a more privileged non-conforming segment switches to the TSS stack of that
+level (legacy: SS:ESP, copying the gate's parameter count; long mode: RSPn and a null SS)
+and pushes the old SS:SP and CS:IP there; RETF returns.
 Debug: the guest's own DR0-3 breakpoints fire: exec (DR7 Ln/Gn, R/W=00, LEN=00) as a #DB
 fault before the instruction with DR6.Bn set, suppressed while RFLAGS.RF=1 (every
 instruction clears RF as it starts, IRET loads it from the frame, and a fault's saved
