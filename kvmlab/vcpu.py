@@ -379,6 +379,14 @@ class VcpuFd:
         self._ioctl("KVM_GET_DEBUGREGS", uapi.KVM_GET_DEBUGREGS, d)
         return d
 
+    def set_debugregs(self, db=(0, 0, 0, 0), dr6: int = 0xFFFF0FF0, dr7: int = 0x400) -> None:
+        """KVM_SET_DEBUGREGS on the vCPU fd: the guest's own DR0-3, DR6 and DR7."""
+        d = uapi.kvm_debugregs()
+        for i, v in enumerate(db):
+            d.db[i] = v
+        d.dr6, d.dr7 = dr6, dr7
+        self._ioctl("KVM_SET_DEBUGREGS", uapi.KVM_SET_DEBUGREGS, d)
+
     def get_lapic(self) -> bytes:
         """KVM_GET_LAPIC on the vCPU fd: the 1 KiB local APIC register page (irqchip only)."""
         s = uapi.kvm_lapic_state()

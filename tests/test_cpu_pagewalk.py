@@ -27,10 +27,14 @@ def random_tables(rng, fmt, mem):
             ps = rng.random() < 0.15
             if ps:
                 e |= 0x80 | (rng.randrange(0, 4) << 30)
+                if rng.random() < 0.3:          # large-page bits 13.. (PSE-36 / reserved)
+                    e |= 1 << rng.randrange(12, 30 if wide else 22)
             else:
                 e |= rng.choice(POOL)
             if wide and rng.random() < 0.15:
                 e |= 1 << 63
+            if wide and rng.random() < 0.1:     # address bits, some at or above MAXPHYADDR
+                e |= 1 << rng.randrange(32, 63)
             if wide:
                 struct.pack_into('<Q', mem, page + 8 * i, e)
             else:
@@ -42,6 +46,8 @@ def random_tables(rng, fmt, mem):
             e = rng.choice(POOL) | 1 if rng.random() < 0.9 else 0
             if rng.random() < 0.05:
                 e |= 1 << 5     # reserved in a PAE PDPTE
+            if rng.random() < 0.05:
+                e |= 1 << rng.randrange(36, 63)
             struct.pack_into('<Q', mem, cr3 + 8 * i, e)
     return cr3
 
@@ -60,7 +66,20 @@ def make_core(rng, fmt, mem):
     if rng.random() < 0.3:
         st[L.CR4] |= 1 << 21            # SMAP
     st[L.EFER] = (0x500 if fmt == '4level' else 0) | (0x800 if rng.random() < 0.6 else 0)
+    # MAXPHYADDR and 1 GiB pages come from the CPUID table (no table: 36 bits, no 1 GiB pages)
+    if rng.random() < 0.8:
+        mp = rng.choice([36, 39, 40, 46, 48, 52])
+        core.set_cpuid([(0x80000000, 0, 0, 0x80000008, 0, 0, 0), (0x80000008, 0, 0, 0x3000 | mp, 0, 0, 0),
+                        (0x80000001, 0, 0, 0, 0, 0, (rng.random() < 0.7) << 26)])
     return core
+
+
+def cpu_features(core):
+    """The MAXPHYADDR / 1 GiB pages the core's CPUID table gives, for the reference walker."""
+    ents = core._cpuid
+    top = next((e[3] for e in ents if e[0] == 0x80000000), 0)
+    mp = next((e[3] & 0xFF for e in ents if e[0] == 0x80000008), 36) if top >= 0x80000008 else 36
+    return dict(maxphyaddr=mp, gbpages=any(e[0] == 0x80000001 and e[6] >> 26 & 1 for e in ents))
 
 
 @pytest.mark.parametrize('fmt', ['32', 'pae', '4level'])
@@ -70,6 +89,7 @@ def test_random_walks_match_the_reference_walker_including_a_d_bits(fmt):
     print('seed', seed)
     rng = random.Random(seed)
     checked = 0
+    rsvd_seen = [0]
     for trial in range(20):
         mem = np.zeros(MEM, np.uint8)
         core = make_core(rng, fmt, mem)
@@ -96,10 +116,12 @@ def test_random_walks_match_the_reference_walker_including_a_d_bits(fmt):
                 if a + n <= MEM:
                     ref[a:a + n] = np.frombuffer(int(v & ((1 << (8 * n)) - 1)).to_bytes(n, 'little'), np.uint8)
             regs = dict(cr0=int(st[L.CR0]), cr3=int(st[L.CR3]), cr4=int(st[L.CR4]),
-                        efer=int(st[L.EFER]), ac=ac)
+                        efer=int(st[L.EFER]), ac=ac, **cpu_features(core))
             want_phys, want_err = walker.walk(rd, wr, regs, lin & ((1 << 64) - 1), acc)
             a = (1 if 'w' in acc else 0) | (2 if 'u' in acc else 0) | (4 if 'x' in acc else 0)
             phys, f = walk(st, core.pm.pm, lin, a, 1)
+            if want_phys is None and want_err & 8:
+                rsvd_seen[0] += 1
             where = 'seed %d fmt %s lin %x acc %s' % (seed, fmt, lin & ((1 << 64) - 1), sorted(acc))
             if want_phys is None:
                 assert phys == -1 and f == want_err, where
@@ -108,6 +130,8 @@ def test_random_walks_match_the_reference_walker_including_a_d_bits(fmt):
             assert np.array_equal(mem, ref), where + ': A/D bits differ'
             checked += 1
     assert checked == 3000
+    # 32-bit paging has reserved bits only in 4 MiB PDEs (bits 21:13 past the PSE-36 width)
+    assert rsvd_seen[0] >= (2 if fmt == '32' else 20), 'too few reserved-bit faults: %d' % rsvd_seen[0]
 
 
 def test_translate_has_no_side_effects_and_reports_unmapped_and_noncanonical_as_invalid():

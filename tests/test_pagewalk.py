@@ -430,3 +430,37 @@ def test_the_simulator_treats_bits_13_to_20_of_a_pae_2m_pde_as_reserved(mem_pae)
     with vm:
         assert not pw.walk_vcpu(vcpu, 0x40400000).ok
         assert not vcpu.translate(0x40400000).valid
+
+
+# ------------------------------------------------------------------ reserved bits (MAXPHYADDR, PSE-36)
+def test_a_pse_36_pde_beyond_maxphyaddr_has_reserved_address_bits(mem32):
+    # PDE[3] has bit 13 (PA bit 32): fine with MAXPHYADDR 36 .. 52; bit 17 (PA bit 36) is not
+    assert pw.walk(mem32, 0x00C00010, cr0=PG_PE, cr3=0x1000, cr4=PSE, maxphyaddr=36).ok
+    put(mem32, 0x1000 + 4 * 3, 0x00C00000 | (1 << 17) | PS | P, 4)
+    w = pw.walk(mem32, 0x00C00010, cr0=PG_PE, cr3=0x1000, cr4=PSE, maxphyaddr=36)
+    assert w.fault.error_code == pw.PF_P | pw.PF_RSVD and "17-21" in w.fault.reason
+    assert pw.walk(mem32, 0x00C00010, cr0=PG_PE, cr3=0x1000, cr4=PSE, maxphyaddr=40).ok
+    put(mem32, 0x1000 + 4 * 3, 0x00C00000 | (1 << 21) | PS | P, 4)
+    assert pw.walk(mem32, 0x00C00010, cr0=PG_PE, cr3=0x1000, cr4=PSE, maxphyaddr=48).fault.error_code == 9
+
+
+@pytest.mark.parametrize("bit,ok", [(47, True), (48, False), (51, False), (52, False), (62, False)])
+def test_pae_entries_reserve_bits_maxphyaddr_to_62(mem_pae, bit, ok):
+    put(mem_pae, 0x3000 + 8 * 5, 0x6000 | P | US | (1 << bit))
+    w = pw.walk(mem_pae, 0x40005008, cr0=PG_PE, cr3=0x1000, cr4=PAE, efer=NXE, maxphyaddr=48)
+    assert w.ok == ok, str(w)
+
+
+@pytest.mark.parametrize("bit,ok", [(47, True), (48, False), (51, False), (52, True), (62, True)])
+def test_4_level_entries_reserve_bits_maxphyaddr_to_51(mem64, bit, ok):
+    put(mem64, 0x4000 + 8 * 1, 0x8000 | P | RW | (1 << bit))
+    assert walk64(mem64, 0x1ABC, maxphyaddr=48).ok == ok
+
+
+@pytest.mark.parametrize("bit,ok", [(12, True), (13, False), (20, False), (21, True)])
+def test_a_2m_page_entry_reserves_bits_13_to_20(mem64, bit, ok):
+    put(mem64, 0x3000 + 8 * 1, 0x200000 | PS | P | RW | (1 << bit))
+    w = walk64(mem64, 0x212345, maxphyaddr=48)
+    assert w.ok == ok, str(w)
+    if not ok:
+        assert w.fault.error_code == pw.PF_P | pw.PF_RSVD

@@ -66,10 +66,26 @@ bounds-checked core in its own cache directory.
 
 Not implemented (each ends the run with EXIT_INTERNAL_ERROR, suberror 1, never a wrong
 result): x87/MMX/SSE/AVX, VMX/SVM, task switches (task gates, IRET with NT, far JMP/CALL to
-a TSS), call gates, virtual-8086 mode, XSAVE family, RDRAND, MONITOR/MWAIT.  Simplified:
-the TSS I/O bitmap is not read (IN/OUT at CPL > IOPL raise #GP), PAE PDPTEs are read at
-walk time, the guest's own DR0-3 execute breakpoints do not fire (data breakpoints and
-every debugger breakpoint do).
+a TSS), virtual-8086 mode, XSAVE family, RDRAND, MONITOR/MWAIT.
+
+Paging: the walk checks every reserved bit (#PF with RSVD|P): address bits at or above
+MAXPHYADDR, large-page bits 20:13 / 29:13, PS in a PML4E and in a PDPTE without 1 GiB pages,
+XD without EFER.NXE, PAE PDPTE bits, PSE-36 bits of a 4 MiB PDE.  MAXPHYADDR and 1 GiB pages
+come from the CPUID table as for KVM's walker (core.set_cpuid: leaf 0x80000008 EAX[7:0], 36
+without it; 0x80000001 EDX[26], and only if core.gbpages_supported).
+I/O: IN/OUT/INS/OUTS at CPL > IOPL consult the TSS I/O bitmap (32- and 64-bit TSS; #GP(0)
+for a set bit of any port accessed, a TSS limit below 0x67, or a first bitmap byte beyond the
+limit, as KVM's emulator).
+Call gates: far CALL/JMP through 16/32-bit gates (protected mode) and 64-bit gates (long
+mode); a CALL to a more privileged non-conforming segment switches to the TSS stack of that
+level (legacy: SS:ESP, copying the gate's parameter count; long mode: RSPn and a null SS)
+and pushes the old SS:SP and CS:IP there; RETF returns.
+Debug: the guest's own DR0-3 breakpoints fire: exec (DR7 Ln/Gn, R/W=00, LEN=00) as a #DB
+fault before the instruction with DR6.Bn set, suppressed while RFLAGS.RF=1 (every
+instruction clears RF as it starts, IRET loads it from the frame, and a fault's saved
+RFLAGS has RF=1); data breakpoints as a #DB trap.
+Simplified: PAE PDPTEs are read at walk time; an exec breakpoint on the instruction after
+MOV SS/POP SS is not inhibited; DR7.GD (general detect) is ignored.
 """
 from .layout import (EXIT_BUDGET, EXIT_IO, EXIT_DEBUG, EXIT_HLT, EXIT_MMIO, EXIT_IRQ_WINDOW,  # noqa: F401
                      EXIT_SHUTDOWN, EXIT_INTERNAL_ERROR, EXIT_LOCKED, EXIT_NONE, STAT_NAMES)

@@ -264,6 +264,7 @@ class Core:
         self.vcpu_id = int(vcpu_id)
         self.state = np.zeros(L.STATE_SIZE, np.int64)
         self._cpuid = []
+        self.gbpages_supported = True   # the silicon can map 1 GiB pages (when CPUID says so)
         self._code = None
         self._exit = None
         self.reset()
@@ -437,6 +438,13 @@ class Core:
             st[L.CPUID + 8 * i:L.CPUID + 8 * i + 7] = [x & 0xFFFFFFFF for x in e]
             st[L.CPUID + 8 * i + 7] = 1
         st[L.CPUID_COUNT] = len(self._cpuid)
+        # what the page walk checks reserved bits against (KVM's cpuid_query_maxphyaddr and
+        # guest_cpu_cap_has(GBPAGES): the guest's table, and the silicon for 1 GiB pages)
+        top = next((e[3] for e in self._cpuid if e[0] == 0x80000000), 0)
+        mp = next((e[3] & 0xFF for e in self._cpuid if e[0] == 0x80000008), 0) if top >= 0x80000008 else 0
+        st[L.MAXPHYADDR] = min(max(mp, 32), 52) if mp else 36
+        gb = any(e[0] == 0x80000001 and (e[6] >> 26) & 1 for e in self._cpuid)
+        st[L.GBPAGES] = 1 if gb and self.gbpages_supported else 0
 
     # ---- running ----
     @property

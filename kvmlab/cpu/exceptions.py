@@ -159,6 +159,8 @@ def deliver_prot(st, pm, vec, err, kind):
     old_ss = st[SEG + 4 * SS + SEL]
     old_sp = st[RSP]
     flags = st[RFLAGS]
+    if kind == EV_EXC and vec != DB and vec != BP and vec != OF:
+        flags |= F_RF                  # a fault's saved RFLAGS has RF=1 (restart without code #DB)
     if (st[RFLAGS] & F_VM) != 0:
         return R_UNSUP
     # the new stack

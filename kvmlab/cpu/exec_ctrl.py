@@ -4,11 +4,12 @@ from .jit import njit
 from .layout import *  # noqa: F401,F403
 from .alu import msk, sext, cond
 from .access import (get_reg, set_reg, ea, rd, rm_read, push_at, pop_at, set_sp, sp_mask,
-                     addr_mask, lin_mask)
+                     addr_mask, lin_mask, sys_read, sys_write)
 from .mmu import raise_exc
 from .segments import (load_cs_checked, seg_set, seg_set_real, update_mode, load_data_seg,
-                       read_desc, desc_attr, desc_base, desc_limit, invalidate_data_segs)
-from .exceptions import deliver_event, EV_SOFT, EV_EXC
+                       read_desc, desc_attr, desc_base, desc_limit, invalidate_data_segs,
+                       desc_addr, set_accessed)
+from .exceptions import deliver_event, EV_SOFT, EV_EXC, tss_stack
 from .exec_data import popf_value
 
 
@@ -57,6 +58,164 @@ def x_loop(st, pm):
 
 
 @njit
+def gate_push(st, pm, base, lim, spm, sp, v, psz, lm, sserr):
+    """Push v (psz bytes) on a stack that is not loaded yet (a call gate's stack switch)."""
+    sp = (sp - psz) & spm
+    if not lm and sp + psz - 1 > lim:
+        raise_exc(st, SS_, sserr)
+        return sp
+    sys_write(st, pm, base + sp, psz, v & msk(psz))
+    return sp
+
+
+@njit
+def call_gate(st, pm, gsel, glo, ghi, ga, is_call):
+    """Far CALL/JMP through the call gate gsel (descriptor glo/ghi at ga; legacy 16/32-bit
+    gates, long mode 64-bit gates).  A CALL to a more privileged non-conforming segment
+    switches to the stack of that level from the TSS: legacy SS:ESP with the gate's
+    parameter count copied from the old stack, long mode a null SS and RSPn; the old SS:SP,
+    CS:IP are pushed there.  Returns 1 when done, 0 after a fault, -1 for a task switch."""
+    lm = (st[EFER] & 0x400) != 0
+    gattr = desc_attr(ghi)
+    gt = gattr & 0xF
+    gerr = gsel & 0xFFFC
+    cpl = st[CPL]
+    if lm and gt != 0xC:
+        raise_exc(st, GP, gerr)
+        return 0
+    if gt == 1 or gt == 3 or gt == 5 or gt == 9 or gt == 0xB:
+        return -1                                 # TSS / task gate: a task switch
+    if gt != 4 and gt != 0xC:
+        raise_exc(st, GP, gerr)
+        return 0
+    gdpl = (gattr >> A_DPL_SHIFT) & 3
+    if gdpl < cpl or gdpl < (gsel & 3):
+        raise_exc(st, GP, gerr)
+        return 0
+    if (gattr & A_P) == 0:
+        raise_exc(st, NP, gerr)
+        return 0
+    tsel = (glo >> 16) & 0xFFFF
+    off = (glo & 0xFFFF) | (ghi & 0xFFFF0000)
+    if lm:
+        if desc_addr(st, gsel + 8) < 0:          # the 16-byte gate must fit the table
+            raise_exc(st, GP, gerr)
+            return 0
+        up_lo = sys_read(st, pm, ga + 8, 4)
+        up_hi = sys_read(st, pm, ga + 12, 4)
+        if st[ABORT] != 0:
+            return 0
+        if ((up_hi >> 8) & 0x1F) != 0:
+            raise_exc(st, GP, gerr)
+            return 0
+        off |= up_lo << 32
+    elif gt == 4:
+        off &= 0xFFFF
+    if (tsel & 0xFFFC) == 0:
+        raise_exc(st, GP, 0)
+        return 0
+    tlo, thi, ta = read_desc(st, pm, tsel)
+    if ta < 0:
+        return 0
+    tattr = desc_attr(thi)
+    terr = tsel & 0xFFFC
+    tdpl = (tattr >> A_DPL_SHIFT) & 3
+    conforming = (tattr & 4) != 0
+    if (tattr & A_S) == 0 or (tattr & 8) == 0 or tdpl > cpl:
+        raise_exc(st, GP, terr)
+        return 0
+    if not is_call and not conforming and tdpl != cpl:
+        raise_exc(st, GP, terr)
+        return 0
+    if (tattr & A_P) == 0:
+        raise_exc(st, NP, terr)
+        return 0
+    if lm and ((tattr & A_L) == 0 or (tattr & A_DB) != 0):
+        raise_exc(st, GP, terr)
+        return 0
+    tbase = desc_base(tlo, thi)
+    tlim = desc_limit(tlo, thi)
+    if not lm and off > tlim:
+        raise_exc(st, GP, 0)
+        return 0
+    newcpl = tdpl if (is_call and not conforming) else cpl
+    psz = 8 if lm else (4 if gt == 0xC else 2)
+    old_cs = st[SEG + 4 * CS + SEL]
+    if is_call and newcpl < cpl:
+        nss, nsp = tss_stack(st, pm, newcpl, 0)
+        if st[ABORT] != 0:
+            return 0
+        if lm:
+            ss_sel = newcpl
+            ss_base = 0
+            ss_lim = 0xFFFFFFFF
+            ss_attr = A_UNUSABLE | (newcpl << A_DPL_SHIFT) | 0x93 | A_DB | A_G
+            spm = -1
+        else:
+            if (nss & 0xFFFC) == 0:
+                raise_exc(st, TS, 0)
+                return 0
+            slo, shi, sa = read_desc(st, pm, nss)
+            if sa < 0:
+                return 0
+            sattr = desc_attr(shi)
+            if (nss & 3) != newcpl or ((sattr >> A_DPL_SHIFT) & 3) != newcpl or (sattr & 0x1A) != 0x12:
+                raise_exc(st, TS, nss & 0xFFFC)
+                return 0
+            if (sattr & A_P) == 0:
+                raise_exc(st, SS_, nss & 0xFFFC)
+                return 0
+            ss_sel = nss
+            ss_base = desc_base(slo, shi)
+            ss_lim = desc_limit(slo, shi)
+            ss_attr = sattr | 1
+            spm = 0xFFFFFFFF if (ss_attr & A_DB) != 0 else 0xFFFF
+        sserr = ss_sel & 0xFFFC
+        old_ss = st[SEG + 4 * SS + SEL]
+        old_sp = st[RSP]
+        osm = sp_mask(st)
+        sp = nsp & spm
+        sp = gate_push(st, pm, ss_base, ss_lim, spm, sp, old_ss, psz, lm, sserr)
+        if st[ABORT] == 0:
+            sp = gate_push(st, pm, ss_base, ss_lim, spm, sp, old_sp, psz, lm, sserr)
+        count = 0 if lm else ghi & 0x1F
+        for i in range(count - 1, -1, -1):
+            if st[ABORT] != 0:
+                return 0
+            v = rd(st, pm, SS, (old_sp + i * psz) & osm, psz)
+            if st[ABORT] == 0:
+                sp = gate_push(st, pm, ss_base, ss_lim, spm, sp, v, psz, lm, sserr)
+        if st[ABORT] == 0:
+            sp = gate_push(st, pm, ss_base, ss_lim, spm, sp, old_cs, psz, lm, sserr)
+        if st[ABORT] == 0:
+            sp = gate_push(st, pm, ss_base, ss_lim, spm, sp, st[NEXT_RIP], psz, lm, sserr)
+        set_accessed(st, pm, ta, thi)
+        if st[ABORT] != 0:
+            return 0
+        seg_set(st, CS, terr | newcpl, tbase, tlim, tattr | 1)
+        seg_set(st, SS, ss_sel, ss_base, ss_lim, ss_attr)
+        st[RSP] = sp if spm == -1 else sp & spm
+        update_mode(st)
+        st[NEXT_RIP] = off
+        return 1
+    sp = st[RSP]
+    if is_call:
+        sp = push_at(st, pm, sp, old_cs, psz)
+        sp = push_at(st, pm, sp, st[NEXT_RIP], psz)
+    if st[ABORT] != 0:
+        return 0
+    set_accessed(st, pm, ta, thi)
+    if st[ABORT] != 0:
+        return 0
+    seg_set(st, CS, terr | newcpl, tbase, tlim, tattr | 1)
+    if is_call:
+        set_sp(st, sp)
+    update_mode(st)
+    st[NEXT_RIP] = off
+    return 1
+
+
+@njit
 def far_jump(st, pm, sel, off, osz, is_call):
     """Far JMP/CALL to sel:off; for a call the return CS:IP is pushed first."""
     if st[PROT] == 0 or (st[RFLAGS] & F_VM) != 0:
@@ -69,6 +228,18 @@ def far_jump(st, pm, sel, off, osz, is_call):
         seg_set_real(st, CS, sel)
         st[NEXT_RIP] = off & msk(osz)
         return
+    if (sel & 0xFFFC) != 0:
+        a = desc_addr(st, sel)
+        if a >= 0:
+            hi = sys_read(st, pm, a + 4, 4)
+            if st[ABORT] != 0:
+                return
+            if (hi & 0x1000) == 0:        # a system descriptor: call gate (or task switch)
+                lo = sys_read(st, pm, a, 4)
+                if st[ABORT] == 0 and call_gate(st, pm, sel & 0xFFFF, lo, hi, a, is_call) < 0:
+                    st[EXIT_PENDING] = EXIT_INTERNAL_ERROR
+                    st[ABORT] = 1
+                return
     old_cs = st[SEG + 4 * CS + SEL]
     sp = st[RSP]
     if is_call:
@@ -209,7 +380,7 @@ def x_iret(st, pm):
             return
         set_sp(st, sp)
         seg_set_real(st, CS, cs)
-        st[RFLAGS] = popf_value(st, fl, osz)
+        st[RFLAGS] = popf_value(st, fl, osz) | ((fl & F_RF) if osz != 2 else 0)
         st[NEXT_RIP] = ip & msk(osz)
         st[NMI_BLOCKED] = 0
         return
@@ -238,6 +409,8 @@ def x_iret(st, pm):
         if st[ABORT] != 0:
             return
     newflags = popf_value(st, fl, osz)
+    if osz != 2:
+        newflags |= fl & F_RF          # IRET (unlike POPF) loads RF
     r = load_cs_checked(st, pm, cs, 0, 1)
     if r <= 0:
         if r < 0:

@@ -2,22 +2,41 @@
 port I/O (IN/OUT).  Reference §8.3: `rep outs` exits once per element with rip kept on
 the instruction until rcx reaches 0; `rep ins` exits with count = min(rcx, elements to the
 page boundary in the direction of DF, 1024/size) and writes them all on completion.
-I/O permission: #GP(0) when CPL > IOPL in protected mode (the TSS I/O bitmap is not read).
+I/O permission: when CPL > IOPL in protected mode, the TSS I/O bitmap (io_allowed).
 """
 from .jit import njit
 from .layout import *  # noqa: F401,F403
 from .alu import msk, sub_op
-from .access import get_reg, set_reg, rd, wr, snapshot, check_wr, seg_lin
+from .access import get_reg, set_reg, rd, wr, snapshot, check_wr, seg_lin, sys_read
 from .mmu import raise_exc
 from .physmem import coalesce, exit_data_put
 
 
 @njit
-def io_allowed(st):
-    if st[PROT] != 0 and (((st[RFLAGS] >> 12) & 3) < st[CPL] or (st[RFLAGS] & F_VM) != 0):
-        raise_exc(st, GP, 0)
-        return False
-    return True
+def io_allowed(st, pm, port, size):
+    """I/O permission: CPL <= IOPL, else every bit of ports port..port+size-1 clear in the
+    TSS I/O bitmap (base at TSS offset 0x66, two bytes read at base + port/8; as KVM's
+    emulator_io_port_access_allowed: #GP(0) when the TSS limit is below 0x67 or the first
+    of those bytes lies beyond it; a 16-bit TSS has no bitmap)."""
+    if st[PROT] == 0 or (((st[RFLAGS] >> 12) & 3) >= st[CPL] and (st[RFLAGS] & F_VM) == 0):
+        return True
+    tr = SEG + 4 * TR
+    t = st[tr + ATTR] & 0xF
+    lim = st[tr + LIMIT]
+    if (t == 9 or t == 0xB) and (st[tr + ATTR] & A_P) != 0 and lim >= 0x67:
+        tb = st[tr + BASE]
+        iob = sys_read(st, pm, tb + 0x66, 2)
+        if st[ABORT] != 0:
+            return False
+        a = iob + (port >> 3)
+        if a <= lim:
+            perm = sys_read(st, pm, tb + a, 2)
+            if st[ABORT] != 0:
+                return False
+            if ((perm >> (port & 7)) & ((1 << size) - 1)) == 0:
+                return True
+    raise_exc(st, GP, 0)
+    return False
 
 
 @njit
@@ -67,7 +86,7 @@ def x_io(st, pm):
     if size == 8:
         size = 4
     port = st[d + D_IMM] & 0xFF if sub < 2 else st[RDX] & 0xFFFF
-    if not io_allowed(st):
+    if not io_allowed(st, pm, port, size):
         return
     if (sub & 1) == 1:
         io_out(st, pm, port, size, get_reg(st, RAX, size))
@@ -90,7 +109,7 @@ def x_string(st, pm):
         if size == 8:
             size = 4
             delta = -4 if delta < 0 else 4
-        if not io_allowed(st):
+        if not io_allowed(st, pm, st[RDX] & 0xFFFF, size):
             return
     n = 0
     while True:

@@ -25,6 +25,9 @@ M_STAR, M_LSTAR, M_CSTAR, M_SFMASK, M_KGSBASE = 68, 69, 70, 71, 72
 M_SYSENTER_CS, M_SYSENTER_ESP, M_SYSENTER_EIP = 73, 74, 75
 M_PAT, M_TSC, M_APIC_BASE, M_MISC_ENABLE, M_TSC_AUX = 76, 77, 78, 79, 80
 M_TSC_ADJUST, M_SPEC_CTRL, M_MTRR_DEF, M_DEBUGCTL = 81, 82, 83, 84
+# paging features from the CPUID table (Core._load_cpuid): reserved-bit checks of the walk
+MAXPHYADDR = 86               # physical-address width: CPUID 0x80000008 EAX[7:0], 36 without that leaf
+GBPAGES = 87                  # 1: 1 GiB pages (CPUID 0x80000001 EDX[26]); else PS in a PDPTE is reserved
 
 # attribute bits of the segment caches (VMX access-rights format)
 A_TYPE = 0xF

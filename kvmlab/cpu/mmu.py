@@ -1,6 +1,13 @@
 """Paging: 32-bit (4 KiB / 4 MiB with PSE), PAE and 4-level (4 KiB, 2 MiB, 1 GiB) walks with
 A/D bits and #PF error codes, and the software TLB in front of them.
 
+Reserved bits (#PF with P=1 and RSVD): address bits at or above MAXPHYADDR (bits 51:M in
+4-level entries, 62:M in PAE entries and PDPTEs; M = st[MAXPHYADDR], from the CPUID table:
+0x80000008 EAX[7:0], 36 without that leaf), XD with EFER.NXE=0, PS in a PML4E, PS in a
+PDPTE without 1 GiB pages (st[GBPAGES]: CPUID 0x80000001 EDX[26]), bits 20:13 of a 2 MiB
+and 29:13 of a 1 GiB page entry, the PAE PDPTE reserved bits, and in 32-bit paging the bits
+of a 4 MiB PDE's 21:13 beyond the PSE-36 address width min(M, 40).
+
 Accessed bits are set on every present entry used while walking down (as QEMU and
 hardware do); the leaf's A bit, and its D bit for a write, only when the access is
 allowed.  A TLB entry caches one 4 KiB linear page with the AND of R/W and U/S and the
@@ -59,6 +66,9 @@ def walk(st, pm, lin, acc, side):
     cr4 = st[CR4]
     nxe = (st[EFER] >> 11) & 1
     f = TLBF_W | TLBF_U
+    mp = st[MAXPHYADDR]
+    if mp < 32 or mp > 52:
+        mp = 52
     if side:
         st[STAT + ST_WALKS] += 1
     if (cr4 & 0x20) == 0:
@@ -73,6 +83,11 @@ def walk(st, pm, lin, acc, side):
         if (pde & 4) == 0:
             f &= ~TLBF_U
         if (pde & 0x80) != 0 and (cr4 & 0x10) != 0:
+            # PSE-36: bits 20:13 hold PA bits 39:32 up to min(MAXPHYADDR, 40); the rest of 21:13
+            # is reserved
+            m = min(max(mp, 32), 40)
+            if (pde & 0x3FE000 & ~(((1 << (m - 32)) - 1) << 13)) != 0:
+                return -1, pf_error(st, 1, acc, 1)
             phys = (pde & 0xFFC00000) | ((pde & 0x1FE000) << 19) | (lin & 0x3FFFFF)
             leafa = pdea
             leaf = pde
@@ -91,15 +106,18 @@ def walk(st, pm, lin, acc, side):
             phys = (leaf & 0xFFFFF000) | (lin & 0xFFF)
         esz = 4
     else:
+        # reserved address bits: MAXPHYADDR..51 (4-level), MAXPHYADDR..62 (PAE)
         if (st[EFER] & 0x400) != 0:
             table = st[CR3] & ADDR_MASK
             level = 4
+            hi = 0x000FFFFFFFFFFFFF & ~((1 << mp) - 1)
         else:
+            hi = 0x7FFFFFFFFFFFFFFF & ~((1 << mp) - 1)
             pdpa = (st[CR3] & 0xFFFFFFE0) + ((lin >> 27) & 0x18)
             pdpte = pte_read(pm, pdpa, 8)
             if (pdpte & 1) == 0:
                 return -1, pf_error(st, 0, acc, 0)
-            if (pdpte & 0x1E6) != 0 or (pdpte >> 63) != 0:
+            if (pdpte & 0x1E6) != 0 or (pdpte >> 63) != 0 or (pdpte & hi) != 0:
                 return -1, pf_error(st, 1, acc, 1)
             table = pdpte & ADDR_MASK
             level = 2
@@ -113,10 +131,15 @@ def walk(st, pm, lin, acc, side):
             e = pte_read(pm, ea, 8)
             if (e & 1) == 0:
                 return -1, pf_error(st, 0, acc, 0)
-            if e < 0 and nxe == 0:
+            if (e < 0 and nxe == 0) or (e & hi) != 0:
                 return -1, pf_error(st, 1, acc, 1)
-            if (e & 0x80) != 0 and (level == 4 or (level == 3 and (st[EFER] & 0x400) == 0)):
-                return -1, pf_error(st, 1, acc, 1)
+            if (e & 0x80) != 0 and level > 1:
+                # PS: reserved in a PML4E, in a PDPTE without 1 GiB pages; a large page's
+                # bits 29:13 (1 GiB) / 20:13 (2 MiB) are reserved (bit 12 is PAT)
+                if level == 4 or (level == 3 and st[GBPAGES] == 0):
+                    return -1, pf_error(st, 1, acc, 1)
+                if (e & (((1 << (12 + 9 * (level - 1))) - 1) & ~0x1FFF)) != 0:
+                    return -1, pf_error(st, 1, acc, 1)
             if (e & 2) == 0:
                 f &= ~TLBF_W
             if (e & 4) == 0:

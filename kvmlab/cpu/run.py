@@ -259,6 +259,19 @@ def exec_breakpoint(st, lin):
 
 
 @njit
+def guest_exec_breakpoint(st, lin):
+    """The guest's own exec breakpoints (DR7 Ln/Gn with R/W=00 and LEN=00, as KVM's
+    kvm_vcpu_check_hw_bp): DR6 B0-B3 bits hit, 0 none."""
+    dr7 = st[DR7]
+    hit = 0
+    for i in range(4):
+        if ((dr7 >> (2 * i)) & 3) != 0 and ((dr7 >> (16 + 4 * i)) & 15) == 0:
+            if st[DR0 + i] == lin:
+                hit |= 1 << i
+    return hit
+
+
+@njit
 def debug_exit(st, exc, pc, dr6, dr7):
     st[EXIT_REASON] = EXIT_DEBUG
     st[DBG_EXC] = exc
@@ -359,6 +372,18 @@ def run(st, pm, budget):
                     return debug_exit(st, DB, cur_lin(st), 0xFFFF0FF0 | hit, st[GDBG_DR + 7])
             st[DBG_SKIP_HWBP] = 0
             limit = 1
+        # ---- the guest's exec breakpoints: a fault before the instruction, unless RF ----
+        if (st[DR7] & 0xFF) != 0:
+            if (st[RFLAGS] & F_RF) == 0:
+                hit = guest_exec_breakpoint(st, cur_lin(st))
+                if hit != 0:
+                    st[DR6] = (st[DR6] & ~0xF) | hit
+                    r = inject(st, pm, DB, -1, EV_EXC)
+                    if r != 0:
+                        return r
+                    done += 1          # counts against the budget: a breakpoint on the
+                    continue           # handler itself must not spin without returning
+            limit = 1
         # ---- the hot loop ----
         k, status = step_loop(st, pm, limit)
         done += k
@@ -434,6 +459,8 @@ def step_loop(st, pm, limit):
         st[SHADOW_NEW] = 0
         st[INSN_RIP] = st[RIP]
         snapshot(st)
+        if (st[RFLAGS] & F_RF) != 0:
+            st[RFLAGS] &= ~F_RF        # cleared as the instruction starts (IRET loads it again)
         tf = 0
         n = fetch_decode(st, pm)
         if n < 0:
@@ -470,6 +497,7 @@ def step_loop(st, pm, limit):
         done += 1
         st[STAT + ST_INSNS] += 1
         st[SHADOW] = st[SHADOW_NEW]
-        if tf != 0 or st[WATCH_HIT] != 0 or st[EXIT_PENDING] != 0 or st[GDBG_CTRL] != 0:
+        if tf != 0 or st[WATCH_HIT] != 0 or st[EXIT_PENDING] != 0 or st[GDBG_CTRL] != 0 \
+                or (st[DR7] & 0xFF) != 0:
             return done, S_SPECIAL
     return done, S_LIMIT

@@ -313,6 +313,9 @@ class KvmVcpuArch:
         self.ops = kvm.arch.ops
         pm = kvm.arch._pm()
         self.core = cpu.Core(pm, vcpu.vcpu_id)
+        # guest_cpu_cap_has(GBPAGES): the guest's CPUID bit only counts where KVM supports it
+        from .cpuid import F81_EDX
+        self.core.gbpages_supported = bool(F81_EDX >> 26 & 1)
         self.st = self.core.state
         self.pm_arr = pm.pm
         self.page = vcpu.run_buf                        # the whole 3-page mapping (uint8)
@@ -676,53 +679,13 @@ class KvmVcpuArch:
         return 0
 
     def translate(self, arg):
+        """KVM_TRANSLATE: the core's walk without side effects; its reserved-bit checks follow
+        the guest's CPUID as KVM's software walker does (MAXPHYADDR, 1 GiB pages)."""
         b = self._user(arg, 24, "KVM_TRANSLATE")
         la = struct.unpack_from("<Q", b, 0)[0]
-        if self._rsvd_large_page(la):
-            ok, phys = False, 0
-        else:
-            ok, phys = self.core.translate(la)
+        ok, phys = self.core.translate(la)
         struct.pack_into("<QBBB", b, 8, phys if ok else 0xFFFFFFFFFFFFFFFF, int(ok), 1, 0)
         return 0
-
-    def _read_gpa64(self, gpa):
-        """A guest-physical u64 from the memslots (None where no memory kvmlab knows)."""
-        s = self.kvm.memslots.gfn_to_memslot(gpa >> 12)
-        if s is None or s.host is None:
-            return None
-        off = gpa - s.guest_phys_addr
-        return int.from_bytes(bytes(s.host[off:off + 8]), "little")
-
-    def _rsvd_large_page(self, la):
-        """KVM_TRANSLATE walks the guest tables with KVM's software walker (paging_tmpl.h),
-        whose reserved-bit masks depend on the guest's CPUID (``reset_guest_rsvds_bits_mask``):
-        True when the walk meets a large-page entry with reserved bits that the CPU core's
-        walker accepts: PS in a PDPTE without Page1GB (CPUID 0x80000001 EDX[26]) in 4/5-level
-        paging, or bits 13-20 of a PAE 2 MiB PDE.  Anything else is left to the core."""
-        st = self.st
-        cr0, cr4, efer = int(st[L.CR0]), int(st[L.CR4]), int(st[L.EFER])
-        if not (cr0 & (1 << 31)) or not (cr4 & (1 << 5)):
-            return False
-        cr3 = int(st[L.CR3]) & 0xFFFFFFFFFFFFFFFF
-        addr = 0x000FFFFFFFFFF000
-        if efer & (1 << 10):                          # 4-/5-level paging
-            gb = any(e[0] == 0x80000001 and e[6] & (1 << 26) for e in self.cpuid_entries)
-            if gb:
-                return False
-            table = cr3 & addr
-            for shift in ((48, 39) if cr4 & (1 << 12) else (39,)):
-                e = self._read_gpa64(table + 8 * ((la >> shift) & 511))
-                if e is None or not e & 1:
-                    return False
-                table = e & addr
-            e = self._read_gpa64(table + 8 * ((la >> 30) & 511))
-            return e is not None and bool(e & 1) and bool(e & 0x80)
-        # PAE: 4 PDPTEs (cached at CR3 load by the CPU; read here), then the PDE
-        e = self._read_gpa64((cr3 & 0xFFFFFFE0) + 8 * ((la >> 30) & 3))
-        if e is None or not e & 1:
-            return False
-        e = self._read_gpa64((e & addr) + 8 * ((la >> 21) & 511))
-        return e is not None and bool(e & 1) and bool(e & 0x80) and bool(e & 0x1FE000)
 
     # -- reset -----------------------------------------------------------------------------
     def kvm_vcpu_reset(self, init_event):

@@ -381,10 +381,15 @@ def _next_address(mode, raw, shift, leaf, amask) -> int:
 def _reserved(mode, name, raw, ps, leaf, shift, nxe, maxphyaddr, pae_pdpte, gbpages=True) -> str | None:
     """Why ``raw`` has a reserved bit set (a #PF with RSVD), or None."""
     if mode == "32-bit":
-        if leaf and shift == 22 and raw >> 21 & 1:
-            return f"{name}: bit 21 of a 4 MiB PDE is reserved"
+        if leaf and shift == 22:
+            top = 13 + min(max(maxphyaddr, 32), 40) - 32     # PSE-36: PA bits 32.. in bits 13..
+            if raw & (((1 << 22) - 1) & ~((1 << top) - 1)):
+                return (f"{name}: bits {top}-21 of a 4 MiB PDE are reserved (PSE-36 address bits "
+                        f"end at {top - 1} with MAXPHYADDR {maxphyaddr})" if top < 21 else
+                        f"{name}: bit 21 of a 4 MiB PDE is reserved")
         return None
-    if maxphyaddr < 52 and raw & (((1 << 52) - 1) & ~((1 << maxphyaddr) - 1)):
+    limit = 63 if mode == "PAE" else 52                   # PAE: bits 62:M, else 51:M
+    if maxphyaddr < limit and raw & (((1 << limit) - 1) & ~((1 << maxphyaddr) - 1)):
         return f"{name}: address bits at or above MAXPHYADDR ({maxphyaddr}) are set"
     if raw >> 63 & 1 and (not nxe or pae_pdpte):
         return f"{name}: NX (bit 63) is set but EFER.NXE is 0" if not pae_pdpte else f"{name}: bit 63 is reserved in a PAE PDPTE"
@@ -522,17 +527,28 @@ def guest_maxphyaddr(vcpu) -> int:
         entries = vcpu.get_cpuid2()
     except Exception:   # noqa: BLE001 - a backend without KVM_GET_CPUID2
         return 52
+    top = next((e.eax for e in entries if e.function == 0x80000000), 0)
+    if top < 0x80000008:
+        return 36
     return next((e.eax & 0xFF for e in entries if e.function == 0x80000008 and e.eax & 0xFF), 36)
 
 
 def guest_has_gbpages(vcpu) -> bool:
-    """Whether the guest's CPUID (KVM_SET_CPUID2) offers 1 GiB pages.  KVM's own walker
-    (KVM_TRANSLATE, shadow paging) treats PS in a PDPTE as reserved without it."""
+    """Whether the guest's CPUID (KVM_SET_CPUID2) offers 1 GiB pages and KVM supports them
+    (``guest_cpu_cap_has(GBPAGES)``: the guest's bit only counts where KVM_GET_SUPPORTED_CPUID
+    has it too).  KVM's own walker (KVM_TRANSLATE, shadow paging) treats PS in a PDPTE as
+    reserved without it."""
     try:
         entries = vcpu.get_cpuid2()
     except Exception:   # noqa: BLE001 - a backend without KVM_GET_CPUID2: assume hardware's answer
         return True
-    return any(e.function == 0x80000001 and e.edx >> 26 & 1 for e in entries)
+    if not any(e.function == 0x80000001 and e.edx >> 26 & 1 for e in entries):
+        return False
+    try:
+        supported = vcpu.vm.kvm.get_supported_cpuid()
+    except Exception:   # noqa: BLE001 - no system fd to ask: trust the guest's table
+        return True
+    return any(e.function == 0x80000001 and e.edx >> 26 & 1 for e in supported)
 
 
 def map_vcpu(vcpu, **kw) -> list[Range]:

@@ -5,9 +5,12 @@ and `write(addr, n, value)` access guest-physical memory; regs is a dict with cr
 efer ac cpl.  acc is a set of 'w' (write), 'u' (user access), 'x' (fetch).
 
 Accessed bits: set in every present paging-structure entry used on the way down; the
-leaf's A (and D for a write) only when the access is allowed.  Reserved bits checked:
-XD with EFER.NXE=0, PS in a PML4E (and in a PDPTE without 1 GiB pages... which we offer),
-PAE PDPTE reserved bits.
+leaf's A (and D for a write) only when the access is allowed.  Reserved bits checked (a
+#PF with P=1 and RSVD): XD with EFER.NXE=0; physical-address bits at or above MAXPHYADDR
+(regs['maxphyaddr'], default 52): bits 51:M of a 4-level entry, 62:M of a PAE entry; PS in a
+PML4E; PS in a PDPTE without 1 GiB pages (regs['gbpages'], default True); bits 29:13 of a
+1 GiB and 20:13 of a 2 MiB page entry; PAE PDPTE bits 1, 2, 5-8 and 63; and bits 21:13 of
+a 4 MiB PDE beyond the PSE-36 address bits (bits 13.. hold PA 32..min(M, 40)-1).
 """
 
 
@@ -21,6 +24,9 @@ def walk(read, write, regs, lin, acc):
     is_w, is_u, is_x = 'w' in acc, 'u' in acc, 'x' in acc
     pae = bit(cr4, 5)
     lma = bit(efer, 10)
+    m = regs.get('maxphyaddr', 52)
+    gbpages = regs.get('gbpages', True)
+    above_m = sum(1 << b for b in range(m, 52 if lma else 63))     # reserved address bits
 
     def err(present, rsvd=0):
         e = present | (is_w << 1) | (is_u << 2) | (rsvd << 3)
@@ -37,6 +43,9 @@ def walk(read, write, regs, lin, acc):
             return err(0)
         entries.append((pde_a, 4, pde))
         if bit(pde, 7) and bit(cr4, 4):
+            pa_bits = min(max(m, 32), 40) - 32               # PSE-36: PA 32.. in bits 13..
+            if any(bit(pde, b) for b in range(13 + pa_bits, 22)):
+                return err(1, 1)
             phys = (pde & 0xFFC00000) | (((pde >> 13) & 0xFF) << 32) | (lin & 0x3FFFFF)
         else:
             pte_a = (pde & 0xFFFFF000) | (((lin >> 12) & 0x3FF) << 2)
@@ -58,7 +67,7 @@ def walk(read, write, regs, lin, acc):
             pdpte = read(pdpte_a, 8)
             if not bit(pdpte, 0):
                 return err(0)
-            if pdpte & 0x1E6 or bit(pdpte, 63):
+            if pdpte & 0x1E6 or bit(pdpte, 63) or pdpte & above_m:
                 return err(1, 1)
             table = pdpte & mask
             levels = [21, 12]
@@ -74,7 +83,14 @@ def walk(read, write, regs, lin, acc):
                 for a, n, v in entries:
                     write(a, n, v | 0x20)
                 return err(1, 1)
+            rsvd = e & above_m
             if bit(e, 7) and shift == 39:
+                rsvd = True
+            if bit(e, 7) and shift == 30 and not gbpages:
+                rsvd = True
+            if bit(e, 7) and shift in (21, 30) and any(bit(e, b) for b in range(13, shift)):
+                rsvd = True
+            if rsvd:
                 for a, n, v in entries:
                     write(a, n, v | 0x20)
                 return err(1, 1)
