@@ -94,6 +94,11 @@ class Gen:
             return '%s %s, %s' % (op, a, b), ALL & ~CF
         if k == 10 and size > 8:
             op = r.choice(['bsf', 'bsr'])
+            if self.bits == 64 and size == 32:
+                # a zero source leaves the destination alone on AMD but clears its upper
+                # half on Intel (the core does AMD's documented thing; unicorn Intel's):
+                # keep the source nonzero, the one case where both agree
+                return 'or %s, 1; %s %s, %s' % (b, op, a, b), ALL & ~ZF
             return '%s %s, %s' % (op, a, b), ALL & ~ZF
         if k == 11 and size > 8:
             if r.random() < 0.5:
