@@ -396,7 +396,8 @@ def run(st, pm, budget):
                 r = inject(st, pm, st[EXC_VEC], st[EXC_ERR], EV_EXC)
                 if r != 0:
                     return r
-                continue
+                done += 1          # a delivered fault uses budget: a handler that faults at
+                continue           # once (an exception storm) must not spin without returning
             ex = st[EXIT_PENDING]
             if ex == EXIT_INTERNAL_ERROR:
                 # the bytes (a cache hit does not fetch them)
