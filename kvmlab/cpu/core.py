@@ -82,6 +82,8 @@ def _load_or_compile(lock):
             mmu.translate(st, pm, 0)
             exec_sys.msr_write(st, 0x277, 0x0007040600070406, True)
             exec_sys.msr_read(st, 0x277)
+            from .jit import progress
+            progress.end()
             print('kvmlab.cpu: compiled in %.1f s' % (time.time() - t0), file=sys.stderr, flush=True)
         return (run_mod.run, mmu.translate, exec_sys.msr_read, exec_sys.msr_write)
 
