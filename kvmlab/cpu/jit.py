@@ -261,7 +261,16 @@ if WHOLE_PROGRAM:
 
 
 class _CoreCache(FunctionCache):
-    """Writes only self-contained libraries (roots) to the disk cache."""
+    """Writes only self-contained libraries (roots) to the disk cache.  Loading one does not
+    first initialise numba's typing and lowering registries (``target_context.refresh()``,
+    which imports most of numba: about half a second of a warm start); a compilation still
+    does that itself (numba 0.68; other versions load as numba does)."""
+
+    def load_overload(self, sig, target_context):
+        if not WHOLE_PROGRAM:
+            return super().load_overload(sig, target_context)
+        with self._guard_against_spurious_io_errors():
+            return self._load_overload(sig, target_context)
 
     def save_overload(self, sig, cres):
         if getattr(cres.library, '_kvm_selfcontained', True):
