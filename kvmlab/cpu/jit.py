@@ -25,6 +25,11 @@ core's functions (numba 0.68 only, see ``WHOLE_PROGRAM``) this is changed:
   (LLVM inlines across the whole core as before) and emitted once.  This self-contained
   library is what the disk cache keeps and what a warm start loads.
 
+A core function that Python calls after it was compiled only as a part of a root works (its
+calls go through the JIT engine) but is not cached; the next process compiles it as a root
+of its own.  So compile the entry points first (core._load_or_compile does).
+``KVMLAB_WHOLE_PROGRAM=0`` gives numba's plain behaviour (every library self-contained).
+
 Progress: a cold compile reports on stderr how many of the core's functions are done.
 """
 import os
