@@ -376,3 +376,70 @@ def test_the_fast_switch_defaults_on_and_survives_reset():
     assert not m.core.fast
     m.core.fast = True
     assert m.core.fast
+
+
+@pytest.mark.parametrize('bits', [16, 32, 64])
+def test_calls_returns_pushes_and_pops_match_the_slow_path(bits):
+    t = Twin(bits)
+    r = {16: ('cx', 'dx', 'bx', 2), 32: ('ecx', 'edx', 'ebx', 4), 64: ('rcx', 'rdx', 'rbx', 8)}[bits]
+    src = '''
+        mov ecx, 30
+        xor eax, eax
+    1:  push {c}
+        push 0x1234
+        call f
+        pop {d}
+        pop {b}
+        add eax, edx
+        push 5
+        call g
+        dec ecx
+        jnz 1b
+        hlt
+    f:  add eax, 3
+        ret
+    g:  add eax, 7
+        ret {n}
+    '''.format(c=r[0], d=r[1], b=r[2], n=r[3])
+    code = A(src, bits, CODE_AT[bits])
+    for budget in list(range(1, 12)) + [1000]:
+        t.start(code)
+        c, runs, d = t.run(budget)
+        assert not d, d
+        assert c == EXIT_HLT
+    st = t.ms[0].core.state
+    assert st[L.RAX] & 0xFFFF == (30 * (3 + 0x1234 + 7)) & 0xFFFF
+    assert st[L.FAST_INSNS] > 0.9 * st[L.STAT + L.ST_INSNS]
+
+
+@pytest.mark.parametrize('bits', [16, 32, 64])
+def test_every_condition_after_add_cmp_test_and_dec_matches_the_slow_path(bits):
+    from tests.cpu_reference.proggen import CCS
+    t = Twin(bits)
+    for cc in CCS:
+        src = '''
+            mov ecx, 40
+            mov ebx, 0x7ffffff0
+            xor edx, edx
+        1:  add ebx, 0x3fffffd
+            j{cc} 2f
+            inc eax
+        2:  cmp ebx, edx
+            j{cc} 3f
+            add edx, 0x12345
+        3:  test ebx, 0x8000
+            j{cc} 4f
+            inc esi
+        4:  sub edi, 3
+            j{cc} 5f
+            inc edi
+        5:  dec ecx
+            jnz 1b
+            hlt
+        '''.format(cc=cc)
+        code = A(src, bits, CODE_AT[bits])
+        for budget in (1, 2, 3, 7, 1000):
+            t.start(code)
+            c, runs, d = t.run(budget)
+            assert not d, (cc, d)
+            assert c == EXIT_HLT

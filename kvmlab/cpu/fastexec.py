@@ -15,14 +15,14 @@ Flags are lazy inside fast_run (the last flag-setting operation, its size, opera
 result and for INC/DEC the carry it keeps) and are written to RFLAGS before returning.
 A store into the bytes of the block being executed ends the block after that instruction.
 """
-from .jit import njit
+from .jit import njit, njit_inline
 from .layout import *  # noqa: F401,F403
-from .alu import msk, sext, ult, add_op, sub_op, logic_flags, inc_dec, alu, cond
+from .alu import add_op, sub_op, logic_flags, inc_dec, alu, cond
 from .hostptr import load8, load16, load32, load64, store8, store16, store32, store64
 from .blocks import block_slot, block_valid, block_build
 from .uops import (UK_MOV_RR, UK_MOV_RI, UK_LOAD, UK_STORE, UK_STORE_I, UK_ALU_RR, UK_ALU_RI,
                    UK_ALU_RM, UK_ALU_MR, UK_ALU_MI, UK_INC_R, UK_INC_M, UK_LEA, UK_MOVX_R,
-                   UK_MOVX_M, UK_JCC, UK_JMP, OP_TEST)
+                   UK_MOVX_M, UK_JCC, UK_JMP, UK_PUSH, UK_POP, UK_CALL, UK_RET, OP_TEST)
 
 FS_LIMIT = 0      # limit instructions retired
 FS_EVENT = 1      # an event is queued (checked between blocks)
@@ -32,7 +32,27 @@ FS_SLOW = 2       # the instruction at RIP needs the slow path
 LF_NONE, LF_ADD, LF_SUB, LF_LOGIC, LF_INC, LF_DEC = 0, 1, 2, 3, 4, 5
 
 
-@njit
+@njit_inline
+def fmsk(size):
+    if size == 8:
+        return -1
+    return (1 << (8 * size)) - 1
+
+
+@njit_inline
+def fsext(v, size):
+    if size == 8:
+        return v
+    s = 64 - 8 * size
+    return (v << s) >> s
+
+
+@njit_inline
+def fult(a, b):
+    return (a ^ (-0x8000000000000000)) < (b ^ (-0x8000000000000000))
+
+
+@njit_inline
 def hload(a, size):
     if size == 4:
         return load32(a)
@@ -43,7 +63,7 @@ def hload(a, size):
     return load64(a)
 
 
-@njit
+@njit_inline
 def hstore(a, size, v):
     if size == 4:
         store32(a, v)
@@ -55,7 +75,7 @@ def hstore(a, size, v):
         store64(a, v)
 
 
-@njit
+@njit_inline
 def rget(st, r, size):
     if size == 4:
         return st[r] & 0xFFFFFFFF
@@ -68,7 +88,7 @@ def rget(st, r, size):
     return st[r] & 0xFF
 
 
-@njit
+@njit_inline
 def rset(st, r, size, v):
     if size == 4:
         st[r] = v & 0xFFFFFFFF
@@ -82,7 +102,7 @@ def rset(st, r, size, v):
         st[r] = (st[r] & ~0xFF) | (v & 0xFF)
 
 
-@njit
+@njit_inline
 def uop_ea(st, u, nrip):
     off = st[u + U_DISP]
     base = st[u + U_BASE]
@@ -102,58 +122,76 @@ def uop_ea(st, u, nrip):
 
 
 @njit
+def seg_prepare(st, sg, mode64, prot):
+    """FSEG for segment sg: its base and read/write limits as the fast path checks them
+    (-1: that access takes the slow path: unusable, wrong type, expand-down)."""
+    b = SEG + 4 * sg
+    f = FSEG + 3 * sg
+    if mode64 != 0:
+        st[f] = st[b + BASE] if sg >= FS else 0
+        st[f + 1] = 0
+        st[f + 2] = 0
+    else:
+        attr = st[b + ATTR]
+        rl = st[b + LIMIT]
+        wl = rl
+        if (attr & 0x1C) == 0x14:
+            rl = -1
+            wl = -1
+        if prot != 0:
+            t = attr & 0xA
+            if (attr & A_UNUSABLE) != 0:
+                rl = -1
+                wl = -1
+            if t != 2:
+                wl = -1
+            if t == 8:
+                rl = -1
+        st[f] = st[b + BASE]
+        st[f + 1] = rl
+        st[f + 2] = wl
+    return 1 << sg
+
+
+@njit_inline
 def host_addr(st, seg, off, size, write, mode64, need, forbid):
     """Host address for a size-byte access at seg:off when it is a plain TLB hit on host RAM
-    with the permissions (need/forbid TLB flags) and no segment problem; -1 otherwise."""
-    b = SEG + 4 * seg
+    with the permissions (need/forbid TLB flags) and no segment problem; -1 otherwise.
+    FSEG of seg must be prepared (seg_prepare)."""
+    f = FSEG + 3 * seg
     if mode64 != 0:
-        lin = off
-        if seg >= FS:
-            lin = off + st[b + BASE]
+        lin = off + st[f]
         if ((lin << 16) >> 16) != lin:
             return -1
     else:
-        attr = st[b + ATTR]
-        if st[PROT] != 0:
-            if (attr & A_UNUSABLE) != 0:
-                return -1
-            t = attr & 0xA
-            if write != 0:
-                if t != 2:
-                    return -1
-            elif t == 8:
-                return -1
-        if (attr & 0x1C) == 0x14:
+        if off + size - 1 > st[f + 1 + write]:
             return -1
-        if off + size - 1 > st[b + LIMIT]:
-            return -1
-        lin = (st[b + BASE] + off) & 0xFFFFFFFF
+        lin = (st[f] + off) & 0xFFFFFFFF
     o = lin & 0xFFF
     if o + size > 0x1000:
         return -1
     e = TLB + 4 * ((lin >> 12) & (TLB_N - 1))
     if st[e] != ((lin & ~0xFFF) | 1):
         return -1
-    f = st[e + 3]
-    if (f & need) != need or (f & forbid) != 0:
+    fl = st[e + 3]
+    if (fl & need) != need or (fl & forbid) != 0:
         return -1
     h = st[e + 2]
     if h < 0:
         return -1
-    st[STAT + ST_TLB_HIT] += 1
     return h + o
 
 
-@njit
+@njit_inline
 def lazy_cf(st, lk, lsz, la, lb, lr, lc):
     """CF of the lazy state (for INC/DEC, which keep it)."""
     if lk == LF_NONE:
         return st[RFLAGS] & F_CF
     if lk == LF_ADD:
-        return 1 if ult(lr, la & msk(lsz)) else 0
+        return 1 if fult(lr, la & fmsk(lsz)) else 0
     if lk == LF_SUB:
-        m = msk(lsz)
-        return 1 if ult(la & m, lb & m) else 0
+        m = fmsk(lsz)
+        return 1 if fult(la & m, lb & m) else 0
     if lk == LF_LOGIC:
         return 0
     return lc
@@ -173,7 +211,7 @@ def materialize(st, lk, lsz, la, lb, lr, lc):
         inc_dec(st, la, lk == LF_DEC, lsz)
 
 
-@njit
+@njit_inline
 def lazy_cond_ok(cc, lk):
     """Can condition cc be evaluated from lazy state lk without materializing?"""
     c = cc >> 1
@@ -184,7 +222,7 @@ def lazy_cond_ok(cc, lk):
     return False
 
 
-@njit
+@njit_inline
 def lazy_cond(cc, lk, lsz, la, lb, lr):
     c = cc >> 1
     if c == 2:
@@ -192,26 +230,26 @@ def lazy_cond(cc, lk, lsz, la, lb, lr):
     elif c == 4:
         r = ((lr >> (8 * lsz - 1)) & 1) != 0
     else:
-        m = msk(lsz)
+        m = fmsk(lsz)
         a = la & m
         b = lb & m
         if c == 1:
-            r = ult(a, b)
+            r = fult(a, b)
         elif c == 3:
-            r = ult(a, b) or a == b
+            r = fult(a, b) or a == b
         elif c == 6:
-            r = sext(a, lsz) < sext(b, lsz)
+            r = fsext(a, lsz) < fsext(b, lsz)
         else:
-            r = sext(a, lsz) <= sext(b, lsz)
+            r = fsext(a, lsz) <= fsext(b, lsz)
     if cc & 1:
         return not r
     return r
 
 
-@njit
+@njit_inline
 def alu_lazy(st, op, a, b, size, lk, lsz, la, lb, lr, lc):
     """One ALU op (0..7, 8 test) on a, b (a masked): (result, new lazy state)."""
-    m = msk(size)
+    m = fmsk(size)
     b &= m
     if op == 0:
         r = (a + b) & m
@@ -267,6 +305,12 @@ def fast_run(st, pm, limit):
                 wneed |= TLBF_W
             if (st[CR4] & (1 << 21)) != 0 and (st[RFLAGS] & F_AC) == 0:
                 forbid = TLBF_U
+    if mode64 != 0:
+        spm = -1
+    elif (st[SEG + 4 * SS + ATTR] & A_DB) != 0:
+        spm = 0xFFFFFFFF
+    else:
+        spm = 0xFFFF
     rip = st[RIP] & ripmask
     lk = LF_NONE
     lsz = 1
@@ -275,6 +319,8 @@ def fast_run(st, pm, limit):
     lr = 0
     lc = 0
     done = 0
+    hits = 0
+    segok = 0          # bit per segment: its FSEG slots are prepared for this run
     status = FS_LIMIT
     b = -1             # the block just run, when it may be re-entered without a lookup
     brip = 0
@@ -296,7 +342,7 @@ def fast_run(st, pm, limit):
             if st[e] != ((lin & ~0xFFF) | 1) or (st[e + 3] & xflag) == 0 or st[e + 2] < 0:
                 status = FS_SLOW
                 break
-            st[STAT + ST_TLB_HIT] += 1
+            hits += 1
             pgoff = lin & 0xFFF
             ha = st[e + 2] + pgoff
             b = block_slot(ha)
@@ -312,9 +358,9 @@ def fast_run(st, pm, limit):
         n = st[b + BK_N]
         slow = False
         smc = False
+        if n > limit - done:
+            n = limit - done
         for i in range(n):
-            if done >= limit:
-                break
             u = b + BK_U + i * UOP_W
             k = st[u + U_K]
             size = st[u + U_SZ]
@@ -323,7 +369,7 @@ def fast_run(st, pm, limit):
                 r = st[u + U_R]
                 a = rget(st, r, size)
                 c = lazy_cf(st, lk, lsz, la, lb, lr, lc)
-                m = msk(size)
+                m = fmsk(size)
                 if st[u + U_OP] == 0:
                     res = (a + 1) & m
                     lk = LF_INC
@@ -373,17 +419,21 @@ def fast_run(st, pm, limit):
                     rset(st, r, size, res)
             elif k == UK_LOAD or k == UK_ALU_RM or k == UK_MOVX_M:
                 ssz = st[u + U_SSZ] if k == UK_MOVX_M else size
-                h = host_addr(st, st[u + U_SEG], uop_ea(st, u, nrip), ssz, 0, mode64, rneed, forbid)
+                sg = st[u + U_SEG]
+                if ((segok >> sg) & 1) == 0:
+                    segok |= seg_prepare(st, sg, mode64, prot)
+                h = host_addr(st, sg, uop_ea(st, u, nrip), ssz, 0, mode64, rneed, forbid)
                 if h < 0:
                     slow = True
                     break
+                hits += 1
                 v = hload(h, ssz)
                 r = st[u + U_R]
                 if k == UK_LOAD:
                     rset(st, r, size, v)
                 elif k == UK_MOVX_M:
                     if st[u + U_OP] != 0:
-                        v = sext(v, ssz)
+                        v = fsext(v, ssz)
                     rset(st, r, size, v)
                 else:
                     op = st[u + U_OP]
@@ -392,10 +442,14 @@ def fast_run(st, pm, limit):
                     if op != 7 and op != OP_TEST:
                         rset(st, r, size, res)
             elif k == UK_STORE or k == UK_STORE_I:
-                h = host_addr(st, st[u + U_SEG], uop_ea(st, u, nrip), size, 1, mode64, wneed, forbid)
+                sg = st[u + U_SEG]
+                if ((segok >> sg) & 1) == 0:
+                    segok |= seg_prepare(st, sg, mode64, prot)
+                h = host_addr(st, sg, uop_ea(st, u, nrip), size, 1, mode64, wneed, forbid)
                 if h < 0:
                     slow = True
                     break
+                hits += 1
                 v = rget(st, st[u + U_R], size) if k == UK_STORE else st[u + U_IMM]
                 hstore(h, size, v)
                 if h < bend and h + size > bhost:
@@ -403,15 +457,19 @@ def fast_run(st, pm, limit):
             elif k == UK_ALU_MR or k == UK_ALU_MI or k == UK_INC_M:
                 op = st[u + U_OP]
                 wr = 0 if (k != UK_INC_M and (op == 7 or op == OP_TEST)) else 1
-                h = host_addr(st, st[u + U_SEG], uop_ea(st, u, nrip), size, wr, mode64,
+                sg = st[u + U_SEG]
+                if ((segok >> sg) & 1) == 0:
+                    segok |= seg_prepare(st, sg, mode64, prot)
+                h = host_addr(st, sg, uop_ea(st, u, nrip), size, wr, mode64,
                               wneed if wr else rneed, forbid)
                 if h < 0:
                     slow = True
                     break
+                hits += 1
                 a = hload(h, size)
                 if k == UK_INC_M:
                     c = lazy_cf(st, lk, lsz, la, lb, lr, lc)
-                    m = msk(size)
+                    m = fmsk(size)
                     if op == 0:
                         res = (a + 1) & m
                         lk = LF_INC
@@ -427,17 +485,17 @@ def fast_run(st, pm, limit):
                     res, lk, lsz, la, lb, lr, lc = alu_lazy(st, op, a, src, size,
                                                             lk, lsz, la, lb, lr, lc)
                 if wr:
-                    st[STAT + ST_TLB_HIT] += 1          # the slow path translates twice
+                    hits += 1          # the slow path translates twice
                     hstore(h, size, res)
                     if h < bend and h + size > bhost:
                         smc = True
             elif k == UK_LEA:
-                rset(st, st[u + U_R], size, uop_ea(st, u, nrip) & msk(size))
+                rset(st, st[u + U_R], size, uop_ea(st, u, nrip) & fmsk(size))
             elif k == UK_MOVX_R:
                 ssz = st[u + U_SSZ]
                 v = rget(st, st[u + U_RM], ssz)
                 if st[u + U_OP] != 0:
-                    v = sext(v, ssz)
+                    v = fsext(v, ssz)
                 rset(st, st[u + U_R], size, v)
             elif k == UK_JMP:
                 tgt = nrip + st[u + U_IMM]
@@ -453,6 +511,65 @@ def fast_run(st, pm, limit):
                     slow = True
                     break
                 nrip = tgt
+            elif k == UK_PUSH or k == UK_CALL:
+                if k == UK_CALL:
+                    tgt = nrip + st[u + U_IMM]
+                    if size == 2:
+                        tgt &= 0xFFFF
+                    elif size == 4:
+                        tgt &= 0xFFFFFFFF
+                    if mode64 != 0:
+                        if ((tgt << 16) >> 16) != tgt:
+                            slow = True
+                            break
+                    elif tgt > cslim:
+                        slow = True
+                        break
+                    v = nrip
+                elif st[u + U_OP] == 0:
+                    v = rget(st, st[u + U_R], size)
+                    tgt = nrip
+                else:
+                    v = st[u + U_IMM]
+                    tgt = nrip
+                sp = (st[RSP] - size) & spm
+                if ((segok >> SS) & 1) == 0:
+                    segok |= seg_prepare(st, SS, mode64, prot)
+                h = host_addr(st, SS, sp, size, 1, mode64, wneed, forbid)
+                if h < 0:
+                    slow = True
+                    break
+                hits += 1
+                hstore(h, size, v)
+                st[RSP] = (st[RSP] & ~spm) | sp
+                nrip = tgt
+                if h < bend and h + size > bhost:
+                    smc = True
+            elif k == UK_POP or k == UK_RET:
+                sp = st[RSP] & spm
+                if ((segok >> SS) & 1) == 0:
+                    segok |= seg_prepare(st, SS, mode64, prot)
+                h = host_addr(st, SS, sp, size, 0, mode64, rneed, forbid)
+                if h < 0:
+                    slow = True
+                    break
+                v = hload(h, size)
+                if k == UK_RET:
+                    if mode64 != 0:
+                        if ((v << 16) >> 16) != v:
+                            slow = True
+                            break
+                    elif v > cslim:
+                        slow = True
+                        break
+                    nrip = v
+                    sp = sp + size + st[u + U_IMM]
+                else:
+                    sp = sp + size
+                hits += 1
+                st[RSP] = (st[RSP] & ~spm) | (sp & spm)
+                if k == UK_POP:
+                    rset(st, st[u + U_R], size, v)
             # UK_NOP: nothing
             rip = nrip
             done += 1
@@ -466,6 +583,7 @@ def fast_run(st, pm, limit):
     if lk != LF_NONE:
         materialize(st, lk, lsz, la, lb, lr, lc)
     st[RIP] = rip
+    st[STAT + ST_TLB_HIT] += hits
     st[STAT + ST_INSNS] += done
     st[FAST_INSNS] += done
     if status == FS_SLOW:

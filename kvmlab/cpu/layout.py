@@ -147,10 +147,13 @@ FAST_OFF = IC + IC_N * IC_STRIDE    # 1: the fast path is off (Core.fast = False
 FAST_XLATE = FAST_OFF + 1           # blocks translated (diagnostics, not architectural)
 FAST_SLOW = FAST_OFF + 2            # hand-overs of one instruction to the slow path
 FAST_INSNS = FAST_OFF + 3           # instructions retired by the fast path
+# per fast_run: the data segments as the fast path checks them, 3 slots each (ES..GS):
+# base (0 for ES/CS/SS/DS in 64-bit mode), read limit, write limit; -1 = take the slow path
+FSEG = FAST_OFF + 4
 # block cache: BC_N direct-mapped blocks of BC_STRIDE slots, keyed by the host address of the
 # first byte, the mode (MODE64 | CS.D<<1 | PROT<<2 | CPL<<3) and the offset in the guest page;
 # a hit is validated against the guest bytes now in memory (BK_W words), like the IC.
-BC = FAST_OFF + 8
+BC = FAST_OFF + 24
 BC_N = 512
 BK_HOST, BK_MODE, BK_PGOFF, BK_LEN, BK_N = 0, 1, 2, 3, 4
 BK_W = 8                            # 8 words: the block's bytes (at most BK_MAXLEN)

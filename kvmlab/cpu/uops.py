@@ -2,7 +2,8 @@
 (decode()'s record in st[D..]) into one micro-op (UOP_W slots in a block, layout U_*).
 
 Only the common integer instructions are covered: MOV, the 8 ALU ops and TEST in every
-register/immediate/memory form, INC/DEC, LEA, MOVZX/MOVSX/MOVSXD, Jcc, JMP rel and NOP.
+register/immediate/memory form, INC/DEC, LEA, MOVZX/MOVSX/MOVSXD, PUSH/POP of a register or
+an immediate, Jcc, JMP rel, CALL rel, RET near and NOP.
 Everything else (and anything with a LOCK or REP prefix) is not translated: the block ends
 before it and the slow path (run.step_loop) executes it.
 
@@ -13,7 +14,7 @@ none, -2 rip-relative), U_IDX (-1 none), U_SC, U_DISP, U_ASZ and the effective s
 from .jit import njit
 from .layout import *  # noqa: F401,F403
 from .optable import (K_ALU, K_TEST, K_INCDEC, K_MOV, K_MOVX, K_LEA, K_JCC, K_BRANCH, K_XCHG,
-                      FORM_EG, FORM_GE, FORM_AI, FORM_EI, FORM_RI, FORM_AO, FORM_OA)
+                      K_PUSH, K_POP, FORM_EG, FORM_GE, FORM_AI, FORM_EI, FORM_RI, FORM_AO, FORM_OA)
 
 # micro-op kinds (the fast executor's switch)
 UK_NONE = 0
@@ -35,6 +36,10 @@ UK_MOVX_M = 15     # R = extended [ea]
 UK_JCC = 16        # if cc OP: rip = next + IMM (masked to SZ)
 UK_JMP = 17        # rip = next + IMM
 UK_NOP = 18
+UK_PUSH = 19       # push R (OP 0) / IMM (OP 1)
+UK_POP = 20        # pop R
+UK_CALL = 21       # push next rip; rip = next + IMM
+UK_RET = 22        # rip = pop; rsp += IMM
 
 OP_TEST = 8
 
@@ -202,6 +207,22 @@ def translate_insn(st, u):
     if k == K_BRANCH and sub == 0:
         st[u + U_K] = UK_JMP
         return 2
+    if k == K_BRANCH and sub == 2:
+        st[u + U_K] = UK_CALL
+        return 2
+    if k == K_BRANCH and sub == 4:
+        st[u + U_K] = UK_RET
+        st[u + U_IMM] = st[d + D_IMM] & 0xFFFF
+        return 2
+    if k == K_PUSH and (sub == 0 or sub == 1):
+        st[u + U_K] = UK_PUSH
+        st[u + U_OP] = sub
+        st[u + U_R] = st[d + D_RM]
+        return 1
+    if k == K_POP and sub == 0:
+        st[u + U_K] = UK_POP
+        st[u + U_R] = st[d + D_RM]
+        return 1
     if k == K_XCHG and sub == 1 and st[d + D_RM] == 0:
         st[u + U_K] = UK_NOP
         return 1
