@@ -13,7 +13,7 @@ from .jit import njit
 from .layout import *  # noqa: F401,F403
 from .hostptr import load8, load64
 from .decode import decode
-from .uops import translate_insn
+from .uops import translate_insn, UK_JCC, UK_INC_R, UK_ALU_RR, UK_ALU_RI
 
 
 @njit
@@ -82,9 +82,17 @@ def block_build(st, b, ha, pgoff, rip, mode, cslim, ripmask):
             first = ln
         if pos + ln > BK_MAXLEN or (mode64 == 0 and cur + ln > ripmask):
             break
-        r = translate_insn(st, b + BK_U + n * UOP_W)
+        u = b + BK_U + n * UOP_W
+        r = translate_insn(st, u)
         if r == 0:
             break
+        if n > 0 and st[u + U_K] == UK_JCC:
+            # a flag-setting register op then Jcc: one dispatch for both (fastexec)
+            p = u - UOP_W
+            pk = st[p + U_K]
+            if pk == UK_INC_R or ((pk == UK_ALU_RR or pk == UK_ALU_RI)
+                                  and st[p + U_OP] != 2 and st[p + U_OP] != 3):
+                st[p + U_FUSE] = 1
         pos += ln
         n += 1
         if r == 2:

@@ -360,7 +360,8 @@ def fast_run(st, pm, limit):
         smc = False
         if n > limit - done:
             n = limit - done
-        for i in range(n):
+        i = 0
+        while i < n:
             u = b + BK_U + i * UOP_W
             k = st[u + U_K]
             size = st[u + U_SZ]
@@ -575,6 +576,37 @@ def fast_run(st, pm, limit):
             done += 1
             if smc:
                 break
+            i += 1
+            if st[u + U_FUSE] != 0 and i < n:
+                # the Jcc after a register ALU op / INC / DEC (blocks.block_build), here
+                # without another dispatch; lk is never LF_NONE after those ops
+                u += UOP_W
+                nrip = (rip + st[u + U_LEN]) & ripmask
+                cc = st[u + U_OP]
+                if lazy_cond_ok(cc, lk):
+                    t = lazy_cond(cc, lk, lsz, la, lb, lr)
+                else:
+                    materialize(st, lk, lsz, la, lb, lr, lc)
+                    lk = LF_NONE
+                    t = cond(st, cc)
+                if t:
+                    tgt = nrip + st[u + U_IMM]
+                    size = st[u + U_SZ]
+                    if size == 2:
+                        tgt &= 0xFFFF
+                    elif size == 4:
+                        tgt &= 0xFFFFFFFF
+                    if mode64 != 0:
+                        if ((tgt << 16) >> 16) != tgt:
+                            slow = True
+                            break
+                    elif tgt > cslim:
+                        slow = True
+                        break
+                    nrip = tgt
+                rip = nrip
+                done += 1
+                i += 1
         if slow:
             status = FS_SLOW
             break

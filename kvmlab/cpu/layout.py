@@ -162,6 +162,7 @@ BK_U = 16                           # micro-ops, one per instruction, UOP_W slot
 BK_MAXI = 16
 UOP_W = 16
 U_K, U_OP, U_SZ, U_R, U_RM, U_BASE, U_IDX, U_SC, U_DISP, U_IMM, U_SEG, U_ASZ, U_LEN, U_SSZ = range(14)
+U_FUSE = 14                         # 1: the next micro-op is a Jcc run without its own dispatch
 BC_STRIDE = BK_U + BK_MAXI * UOP_W
 STATE_SIZE = BC + BC_N * BC_STRIDE
 

@@ -78,6 +78,7 @@ def translate_insn(st, u):
     st[u + U_IMM] = st[d + D_IMM]
     st[u + U_OP] = 0
     st[u + U_SSZ] = 0
+    st[u + U_FUSE] = 0
     rg = reg_enc(st, st[d + D_REG], size)
     rm = reg_enc(st, st[d + D_RM], size)
     if k == K_MOV:
