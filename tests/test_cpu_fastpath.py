@@ -443,3 +443,39 @@ def test_every_condition_after_add_cmp_test_and_dec_matches_the_slow_path(bits):
             c, runs, d = t.run(budget)
             assert not d, (cc, d)
             assert c == EXIT_HLT
+
+
+def test_coalesced_mmio_writes_on_the_fast_path_match_the_slow_path():
+    t = Twin(16, mem_size=0x10000)          # 0x20000 and up: no memslot
+    rings = []
+    for m in t.ms:
+        ring = np.zeros(4096, np.uint8)
+        m.pm.set_coalesced([(0x20000, 0x1000, 0)], ring)
+        rings.append(ring)
+    code = A('''
+        mov ax, 0x2000
+        mov ds, ax
+        mov ecx, 500
+    1:  mov byte ptr [0], cl
+        mov word ptr [bx + 2], cx
+        add al, 1
+        mov byte ptr [0x1001], al
+        dec ecx
+        jnz 1b
+        hlt
+    ''', 16, 0x1000)
+    for budget in (1, 2, 3, 5, 100000):
+        t.start(code)
+        for r in rings:
+            r[:] = 0
+        for n in range(100000):
+            codes = [m.core.run(budget) for m in t.ms]
+            d = t.diffs(codes)
+            assert not d, (budget, n, d)
+            assert bytes(rings[0]) == bytes(rings[1]), (budget, n)
+            if codes[0] == EXIT_HLT:
+                break
+            for r in rings:
+                r[0:4] = r[4:8]          # drain: first = last
+        assert t.ms[0].core.state[L.STAT + L.ST_COALESCED] > 0
+    assert t.ms[0].core.state[L.FAST_INSNS] > 0.5 * t.ms[0].core.state[L.STAT + L.ST_INSNS]

@@ -9,7 +9,8 @@ interrupt shadow, no completion pending, no event queued.  fast_run() stops
   - before an instruction it cannot do exactly (FS_SLOW): not translated, a memory access
     that is not a TLB hit on plain host RAM with the permissions (and for a write TLBF_HOSTW
     and TLBF_D), a segment limit/type or canonical problem, a page crossing, a branch target
-    outside CS.  Nothing of that instruction has happened; the slow path then runs it (and
+    outside CS.  One exception: a plain store into a coalesced MMIO zone with room in the
+    ring is appended to the ring here, as the slow path would (nothing else happens there).  Nothing of that instruction has happened; the slow path then runs it (and
     faults or exits precisely).
 Flags are lazy inside fast_run (the last flag-setting operation, its size, operands,
 result and for INC/DEC the carry it keeps) and are written to RFLAGS before returning.
@@ -20,6 +21,7 @@ from .layout import *  # noqa: F401,F403
 from .alu import add_op, sub_op, logic_flags, inc_dec, alu, cond
 from .hostptr import load8, load16, load32, load64, store8, store16, store32, store64
 from .blocks import block_slot, block_valid, block_build
+from .physmem import coalesce
 from .uops import (UK_MOV_RR, UK_MOV_RI, UK_LOAD, UK_STORE, UK_STORE_I, UK_ALU_RR, UK_ALU_RI,
                    UK_ALU_RM, UK_ALU_MR, UK_ALU_MI, UK_INC_R, UK_INC_M, UK_LEA, UK_MOVX_R,
                    UK_MOVX_M, UK_JCC, UK_JMP, UK_PUSH, UK_POP, UK_CALL, UK_RET, OP_TEST)
@@ -180,6 +182,33 @@ def host_addr(st, seg, off, size, write, mode64, need, forbid):
     if h < 0:
         return -1
     return h + o
+
+
+@njit
+def mmio_coalesced(st, pm, seg, off, size, v, mode64, need, forbid):
+    """A plain store at seg:off that the slow path would turn into a coalesced MMIO write
+    (TLB hit with the permissions on a page outside every memslot, the write inside a
+    coalesced zone, room in the ring): append it and return True.  False, with nothing
+    changed, otherwise.  FSEG of seg must be prepared."""
+    f = FSEG + 3 * seg
+    if mode64 != 0:
+        lin = off + st[f]
+        if ((lin << 16) >> 16) != lin:
+            return False
+    else:
+        if off + size - 1 > st[f + 2]:
+            return False
+        lin = (st[f] + off) & 0xFFFFFFFF
+    o = lin & 0xFFF
+    if o + size > 0x1000:
+        return False
+    e = TLB + 4 * ((lin >> 12) & (TLB_N - 1))
+    if st[e] != ((lin & ~0xFFF) | 1) or st[e + 2] >= 0:
+        return False
+    fl = st[e + 3]
+    if (fl & need) != need or (fl & forbid) != 0:
+        return False
+    return coalesce(st, pm, st[e + 1] + o, size, v, 0)
 
 
 @njit_inline
@@ -446,15 +475,22 @@ def fast_run(st, pm, limit):
                 sg = st[u + U_SEG]
                 if ((segok >> sg) & 1) == 0:
                     segok |= seg_prepare(st, sg, mode64, prot)
-                h = host_addr(st, sg, uop_ea(st, u, nrip), size, 1, mode64, wneed, forbid)
-                if h < 0:
-                    slow = True
-                    break
-                hits += 1
+                off = uop_ea(st, u, nrip)
                 v = rget(st, st[u + U_R], size) if k == UK_STORE else st[u + U_IMM]
-                hstore(h, size, v)
-                if h < bend and h + size > bhost:
-                    smc = True
+                h = host_addr(st, sg, off, size, 1, mode64, wneed, forbid)
+                if h < 0:
+                    # a store into a coalesced MMIO zone with room in the ring: appended
+                    # here exactly as the slow path would (physmem.coalesce), no exit
+                    if not mmio_coalesced(st, pm, sg, off, size, v, mode64,
+                                          wneed & ~TLBF_HOSTW, forbid):
+                        slow = True
+                        break
+                    hits += 1
+                else:
+                    hits += 1
+                    hstore(h, size, v)
+                    if h < bend and h + size > bhost:
+                        smc = True
             elif k == UK_ALU_MR or k == UK_ALU_MI or k == UK_INC_M:
                 op = st[u + U_OP]
                 wr = 0 if (k != UK_INC_M and (op == 7 or op == OP_TEST)) else 1
