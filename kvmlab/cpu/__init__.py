@@ -40,6 +40,9 @@ Contract (as implemented; differences from the brief are marked ADJUSTED)::
     core.allow_locked = True                         # ADDED: the next locked instruction may run (cleared as it starts)
     core.x87_as_nop = True                           # only for conformance runs (sst286): D8 x87 forms check their
                                                      #   operand and leave the integer state alone; default: emulation failure
+    core.fast = False                                # ADDED: every instruction on the reference interpreter (default True:
+                                                     #   translated basic blocks run in front of it, kvmlab.cpu.fastexec;
+                                                     #   same architectural results, tests/test_cpu_fastpath.py)
 
 Exit codes equal the KVM_EXIT_* numbers where one exists (IO 2, DEBUG 4, HLT 5, MMIO 6,
 IRQ_WINDOW 7, SHUTDOWN 8, INTERNAL_ERROR 17); EXIT_BUDGET = 100 and EXIT_LOCKED = 101 are

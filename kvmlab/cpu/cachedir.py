@@ -21,9 +21,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 # the modules that hold compiled code (the cache key); the others (core.py, __init__.py,
 # __main__.py, cachedir.py, disasm.py) can change without invalidating the cache
-COMPILED = ('access.py', 'alu.py', 'decode.py', 'exceptions.py', 'exec_alu.py', 'exec_ctrl.py',
-            'exec_data.py', 'exec_io.py', 'exec_sys.py', 'hostptr.py', 'jit.py', 'layout.py',
-            'mmu.py', 'optable.py', 'physmem.py', 'run.py', 'segments.py')
+COMPILED = ('access.py', 'alu.py', 'blocks.py', 'decode.py', 'exceptions.py', 'exec_alu.py',
+            'exec_ctrl.py', 'exec_data.py', 'exec_io.py', 'exec_sys.py', 'fastexec.py', 'hostptr.py',
+            'jit.py', 'layout.py', 'mmu.py', 'optable.py', 'physmem.py', 'run.py', 'segments.py',
+            'uops.py')
 
 
 def source_hash():

@@ -278,7 +278,9 @@ class Core:
     # ---- state ----
     def reset(self):
         st = self.state
+        fast_off = st[L.FAST_OFF]
         st[:] = 0
+        st[L.FAST_OFF] = fast_off
         st[L.RIP] = 0xFFF0
         st[L.RFLAGS] = 2
         st[L.RDX] = 0x600
@@ -539,6 +541,17 @@ class Core:
     @property
     def halted(self):
         return bool(self.state[L.HALTED])
+
+    @property
+    def fast(self):
+        """True (default): translated basic blocks run in front of the per-instruction
+        interpreter (kvmlab.cpu.fastexec); False: every instruction on the reference path.
+        The architectural results are the same either way; reset() keeps the setting."""
+        return not self.state[L.FAST_OFF]
+
+    @fast.setter
+    def fast(self, on):
+        self.state[L.FAST_OFF] = 0 if on else 1
 
     @property
     def x87_as_nop(self):

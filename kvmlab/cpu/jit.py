@@ -31,6 +31,10 @@ of its own.  So compile the entry points first (core._load_or_compile does).
 ``KVMLAB_WHOLE_PROGRAM=0`` gives numba's plain behaviour (every library self-contained).
 
 Progress: a cold compile reports on stderr how many of the core's functions are done.
+
+``njit_inline`` is ``njit`` with numba's ``inline='always'``: only for a few tiny helpers of
+the fast path's hot loop (inlined at numba's IR level into each caller, never compiled on
+its own; each use adds compile time).
 """
 import os
 import sys
@@ -124,6 +128,16 @@ def njit(fn):
     disp = CoreDispatcher(py_func=fn, locals={}, targetoptions=opts)
     disp._cache = _CoreCache(fn)
     DISPATCHERS.append(disp)
+    return disp
+
+
+def njit_inline(fn):
+    if numba.config.DISABLE_JIT:
+        return fn
+    opts = dict(nopython=True, nogil=True, _nrt=False, boundscheck=True if _BC else None,
+                inline='always')
+    disp = CoreDispatcher(py_func=fn, locals={}, targetoptions=opts)
+    disp._cache = _CoreCache(fn)
     return disp
 
 

@@ -145,7 +145,29 @@ IC_N = 4096
 IC_STRIDE = 32
 IC_HOST, IC_MODE, IC_W0, IC_W1 = 0, 1, 2, 3
 IC_D = 4
-STATE_SIZE = IC + IC_N * IC_STRIDE
+# ---- fast path (kvmlab.cpu.fastexec): translated basic blocks in front of step_loop ----
+FAST_OFF = IC + IC_N * IC_STRIDE    # 1: the fast path is off (Core.fast = False); 0 (reset) on
+FAST_XLATE = FAST_OFF + 1           # blocks translated (diagnostics, not architectural)
+FAST_SLOW = FAST_OFF + 2            # hand-overs of one instruction to the slow path
+FAST_INSNS = FAST_OFF + 3           # instructions retired by the fast path
+# per fast_run: the data segments as the fast path checks them, 3 slots each (ES..GS):
+# base (0 for ES/CS/SS/DS in 64-bit mode), read limit, write limit; -1 = take the slow path
+FSEG = FAST_OFF + 4
+# block cache: BC_N direct-mapped blocks of BC_STRIDE slots, keyed by the host address of the
+# first byte, the mode (MODE64 | CS.D<<1 | PROT<<2 | CPL<<3) and the offset in the guest page;
+# a hit is validated against the guest bytes now in memory (BK_W words), like the IC.
+BC = FAST_OFF + 24
+BC_N = 512
+BK_HOST, BK_MODE, BK_PGOFF, BK_LEN, BK_N = 0, 1, 2, 3, 4
+BK_W = 8                            # 8 words: the block's bytes (at most BK_MAXLEN)
+BK_MAXLEN = 64
+BK_U = 16                           # micro-ops, one per instruction, UOP_W slots each
+BK_MAXI = 16
+UOP_W = 16
+U_K, U_OP, U_SZ, U_R, U_RM, U_BASE, U_IDX, U_SC, U_DISP, U_IMM, U_SEG, U_ASZ, U_LEN, U_SSZ = range(14)
+U_FUSE = 14                         # 1: the next micro-op is a Jcc run without its own dispatch
+BC_STRIDE = BK_U + BK_MAXI * UOP_W
+STATE_SIZE = BC + BC_N * BC_STRIDE
 
 # ---- physical map (pm) ----
 PM_NSLOTS = 0

@@ -26,6 +26,7 @@ from .exec_data import (x_mov, x_movx, x_lea, x_xchg, x_push, x_pop, x_stack, x_
 from .exec_ctrl import x_jcc, x_branch, x_loop, x_int, x_fast_sys
 from .exec_io import x_string, x_io
 from .exec_sys import x_sys, x_crdr
+from .fastexec import fast_run, FS_SLOW
 
 
 @njit
@@ -383,6 +384,19 @@ def run(st, pm, budget):
                         return r
                     done += 1          # counts against the budget: a breakpoint on the
                     continue           # handler itself must not spin without returning
+            limit = 1
+        # ---- the fast path (translated blocks), when nothing needs step_loop's care ----
+        if (st[FAST_OFF] == 0 and st[GDBG_CTRL] == 0 and (st[RFLAGS] & F_TF) == 0
+                and (st[DR7] & 0xFF) == 0):
+            if (st[SHADOW] == 0 and st[COMP_KIND] == 0 and (st[RFLAGS] & F_RF) == 0
+                    and st[PEND_EXC] < 0 and st[PEND_NMI] == 0 and st[PEND_IRQ] < 0
+                    and st[IRQ_LINE] < 0 and st[REQ_IRQ_WIN] == 0):
+                k, fs = fast_run(st, pm, limit)
+                done += k
+                if fs != FS_SLOW or done >= budget:
+                    continue
+            # the instruction the fast path could not do, or a shadow / RF / completion /
+            # event that one slow step resolves: one instruction, then back to the checks
             limit = 1
         # ---- the hot loop ----
         k, status = step_loop(st, pm, limit)
