@@ -21,7 +21,10 @@ def regions():
          ('decoded', L.D, L.D_SIZE), ('IB', L.IB, 16), ('IB_N', L.IB_N, 1),
          ('STAT', L.STAT, L.STAT_N), ('CPUID_COUNT', L.CPUID_COUNT, 1),
          ('CPUID', L.CPUID, 8 * L.CPUID_MAX), ('MQ_N', L.MQ_N, 1), ('MQ', L.MQ, 12),
-         ('TLB', L.TLB, 4 * L.TLB_N), ('SAVE', L.SAVE, 32), ('IC', L.IC, L.IC_N * L.IC_STRIDE)]
+         ('TLB', L.TLB, 4 * L.TLB_N), ('SAVE', L.SAVE, 32), ('IC', L.IC, L.IC_N * L.IC_STRIDE),
+         ('MAXPHYADDR', L.MAXPHYADDR, 1), ('GBPAGES', L.GBPAGES, 1),
+         ('fast path counters', L.FAST_OFF, 4), ('FSEG', L.FSEG, L.BC - L.FSEG),
+         ('block cache', L.BC, L.BC_N * L.BC_STRIDE)]
     return r
 
 
