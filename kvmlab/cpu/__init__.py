@@ -89,6 +89,11 @@ instruction clears RF as it starts, IRET loads it from the frame, and a fault's 
 RFLAGS has RF=1); data breakpoints as a #DB trap.
 Simplified: PAE PDPTEs are read at walk time; an exec breakpoint on the instruction after
 MOV SS/POP SS is not inhibited; DR7.GD (general detect) is ignored.
+Vendor choices where Intel and AMD differ: BSF/BSR with a zero source leave the destination
+unchanged, all 64 bits (AMD's documented behaviour; Intel clears the upper half of a 32-bit
+destination).
+Budget: every retired instruction and every delivered fault counts, so an exception storm
+(a handler that faults at once) still returns EXIT_BUDGET.
 """
 from .layout import (EXIT_BUDGET, EXIT_IO, EXIT_DEBUG, EXIT_HLT, EXIT_MMIO, EXIT_IRQ_WINDOW,  # noqa: F401
                      EXIT_SHUTDOWN, EXIT_INTERNAL_ERROR, EXIT_LOCKED, EXIT_NONE, STAT_NAMES)
