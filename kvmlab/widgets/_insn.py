@@ -41,8 +41,8 @@ def insn_at(vm, sregs, linear: int):
 
 def _matches(insn, reason: str) -> bool:
     m = insn.mnemonic.split()[-1]
-    if reason == "IO":
-        return m.startswith(("in", "out"))
+    if reason == "IO":      # not startswith("in"): inc and int are no port I/O
+        return m in ("in", "out", "insb", "insw", "insd", "outsb", "outsw", "outsd")
     if reason == "MMIO":
         return "[" in insn.op_str or m.startswith(("movs", "stos", "lods", "cmps", "scas"))
     if reason == "HLT":
