@@ -50,6 +50,20 @@ def fsext(v, size):
 
 
 @njit_inline
+def near_target(nrip, rel, size, mode64, cslim):
+    """(target, ok) of a relative JMP/Jcc/CALL with operand size ``size``; ok is False when
+    the target is not canonical or past the CS limit (the slow path raises the #GP)."""
+    tgt = nrip + rel
+    if size == 2:
+        tgt &= 0xFFFF
+    elif size == 4:
+        tgt &= 0xFFFFFFFF
+    if mode64 != 0:
+        return tgt, ((tgt << 16) >> 16) == tgt
+    return tgt, tgt <= cslim
+
+
+@njit_inline
 def fult(a, b):
     return (a ^ (-0x8000000000000000)) < (b ^ (-0x8000000000000000))
 
@@ -422,16 +436,8 @@ def fast_run(st, pm, limit):
                     lk = LF_NONE
                     t = cond(st, cc)
                 if t:
-                    tgt = nrip + st[u + U_IMM]
-                    if size == 2:
-                        tgt &= 0xFFFF
-                    elif size == 4:
-                        tgt &= 0xFFFFFFFF
-                    if mode64 != 0:
-                        if ((tgt << 16) >> 16) != tgt:
-                            slow = True
-                            break
-                    elif tgt > cslim:
+                    tgt, ok = near_target(nrip, st[u + U_IMM], size, mode64, cslim)
+                    if not ok:
                         slow = True
                         break
                     nrip = tgt
@@ -535,31 +541,15 @@ def fast_run(st, pm, limit):
                     v = fsext(v, ssz)
                 rset(st, st[u + U_R], size, v)
             elif k == UK_JMP:
-                tgt = nrip + st[u + U_IMM]
-                if size == 2:
-                    tgt &= 0xFFFF
-                elif size == 4:
-                    tgt &= 0xFFFFFFFF
-                if mode64 != 0:
-                    if ((tgt << 16) >> 16) != tgt:
-                        slow = True
-                        break
-                elif tgt > cslim:
+                tgt, ok = near_target(nrip, st[u + U_IMM], size, mode64, cslim)
+                if not ok:
                     slow = True
                     break
                 nrip = tgt
             elif k == UK_PUSH or k == UK_CALL:
                 if k == UK_CALL:
-                    tgt = nrip + st[u + U_IMM]
-                    if size == 2:
-                        tgt &= 0xFFFF
-                    elif size == 4:
-                        tgt &= 0xFFFFFFFF
-                    if mode64 != 0:
-                        if ((tgt << 16) >> 16) != tgt:
-                            slow = True
-                            break
-                    elif tgt > cslim:
+                    tgt, ok = near_target(nrip, st[u + U_IMM], size, mode64, cslim)
+                    if not ok:
                         slow = True
                         break
                     v = nrip
@@ -626,17 +616,9 @@ def fast_run(st, pm, limit):
                     lk = LF_NONE
                     t = cond(st, cc)
                 if t:
-                    tgt = nrip + st[u + U_IMM]
                     size = st[u + U_SZ]
-                    if size == 2:
-                        tgt &= 0xFFFF
-                    elif size == 4:
-                        tgt &= 0xFFFFFFFF
-                    if mode64 != 0:
-                        if ((tgt << 16) >> 16) != tgt:
-                            slow = True
-                            break
-                    elif tgt > cslim:
+                    tgt, ok = near_target(nrip, st[u + U_IMM], size, mode64, cslim)
+                    if not ok:
                         slow = True
                         break
                     nrip = tgt
