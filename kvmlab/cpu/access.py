@@ -4,7 +4,7 @@ seg:offset -> segment checks (limit, type, canonical) -> linear -> TLB/page walk
 physical -> memslot.  Every function that can fault sets st[ABORT]; callers check it
 before changing any state, so faulting instructions are precise.
 """
-from .jit import njit
+from .jit import njit, ix
 from .layout import *  # noqa: F401,F403
 from .mmu import tlb_entry, raise_exc, ACC_W, ACC_U, ACC_X
 from .physmem import host_load, host_store, phys_read, phys_write, mmio_write, find_slot, mark_dirty
@@ -16,29 +16,29 @@ from .alu import msk
 @njit
 def get_reg(st, r, size):
     if size == 1:
-        if r >= 4 and r < 8 and st[D + D_REX] == 0:
-            return (st[r - 4] >> 8) & 0xFF
-        return st[r] & 0xFF
+        if r >= 4 and r < 8 and st[ix(D + D_REX)] == 0:
+            return (st[ix(r - 4)] >> 8) & 0xFF
+        return st[ix(r)] & 0xFF
     if size == 2:
-        return st[r] & 0xFFFF
+        return st[ix(r)] & 0xFFFF
     if size == 4:
-        return st[r] & 0xFFFFFFFF
-    return st[r]
+        return st[ix(r)] & 0xFFFFFFFF
+    return st[ix(r)]
 
 
 @njit
 def set_reg(st, r, size, v):
     if size == 1:
-        if r >= 4 and r < 8 and st[D + D_REX] == 0:
-            st[r - 4] = (st[r - 4] & ~0xFF00) | ((v & 0xFF) << 8)
+        if r >= 4 and r < 8 and st[ix(D + D_REX)] == 0:
+            st[ix(r - 4)] = (st[ix(r - 4)] & ~0xFF00) | ((v & 0xFF) << 8)
         else:
-            st[r] = (st[r] & ~0xFF) | (v & 0xFF)
+            st[ix(r)] = (st[ix(r)] & ~0xFF) | (v & 0xFF)
     elif size == 2:
-        st[r] = (st[r] & ~0xFFFF) | (v & 0xFFFF)
+        st[ix(r)] = (st[ix(r)] & ~0xFFFF) | (v & 0xFFFF)
     elif size == 4:
-        st[r] = v & 0xFFFFFFFF
+        st[ix(r)] = v & 0xFFFFFFFF
     else:
-        st[r] = v
+        st[ix(r)] = v
 
 
 # ---- linear accesses ----
@@ -60,10 +60,10 @@ def lin_read1(st, pm, lin, size, acc):
     e = tlb_entry(st, pm, lin, acc)
     if e < 0:
         return 0
-    h = st[e + 2]
+    h = st[ix(e + 2)]
     if h >= 0:
         return host_load(h + (lin & 0xFFF), size)
-    return phys_read(st, pm, st[e + 1] + (lin & 0xFFF), size)
+    return phys_read(st, pm, st[ix(e + 1)] + (lin & 0xFFF), size)
 
 
 @njit
@@ -82,15 +82,15 @@ def lin_read(st, pm, lin, size, acc):
 @njit
 def write_piece(st, pm, e, lin, size, v):
     off = lin & 0xFFF
-    if (st[e + 3] & TLBF_HOSTW) != 0:
-        host_store(st[e + 2] + off, size, v)
+    if (st[ix(e + 3)] & TLBF_HOSTW) != 0:
+        host_store(st[ix(e + 2)] + off, size, v)
         return
-    gpa = st[e + 1] + off
+    gpa = st[ix(e + 1)] + off
     b = find_slot(pm, gpa)
-    if b < 0 or (pm[b + PS_FLAGS] & SLOT_READONLY) != 0:
+    if b < 0 or (pm[ix(b + PS_FLAGS)] & SLOT_READONLY) != 0:
         mmio_write(st, pm, gpa, size, v)
         return
-    host_store(pm[b + PS_HOST] + gpa - pm[b + PS_GPA], size, v)
+    host_store(pm[ix(b + PS_HOST)] + gpa - pm[ix(b + PS_GPA)], size, v)
     mark_dirty(pm, b, gpa)
 
 
@@ -131,11 +131,11 @@ def seg_lin(st, seg, off, size, kind):
     if st[MODE64] != 0:
         lin = off
         if seg >= FS:
-            lin = off + st[b + BASE]
+            lin = off + st[ix(b + BASE)]
         if ((lin << 16) >> 16) != lin:
             seg_fault(st, seg)
         return lin
-    attr = st[b + ATTR]
+    attr = st[ix(b + ATTR)]
     if st[PROT] != 0:
         if (attr & A_UNUSABLE) != 0:
             seg_fault(st, seg)
@@ -149,7 +149,7 @@ def seg_lin(st, seg, off, size, kind):
             if (t & 0xA) == 8:
                 seg_fault(st, seg)
                 return 0
-    lim = st[b + LIMIT]
+    lim = st[ix(b + LIMIT)]
     if (attr & 0x1C) == 0x14:
         upper = 0xFFFFFFFF if (attr & A_DB) != 0 else 0xFFFF
         if off <= lim or off + size - 1 > upper:
@@ -158,7 +158,7 @@ def seg_lin(st, seg, off, size, kind):
     elif off + size - 1 > lim:
         seg_fault(st, seg)
         return 0
-    return (st[b + BASE] + off) & 0xFFFFFFFF
+    return (st[ix(b + BASE)] + off) & 0xFFFFFFFF
 
 
 @njit
@@ -197,7 +197,7 @@ def watch_check(st, lin, size, write):
     g = st[GDBG_CTRL]
     use_hw = (g & 0x20001) == 0x20001
     if use_hw:
-        dr7 = st[GDBG_DR + 7]
+        dr7 = st[ix(GDBG_DR + 7)]
     if (dr7 & 0xFF) == 0:
         return
     for i in range(4):
@@ -211,7 +211,7 @@ def watch_check(st, lin, size, write):
         ln = ((dr7 >> (18 + 4 * i)) & 3) + 1
         if ln == 3:
             ln = 8
-        a = st[GDBG_DR + i] if use_hw else st[DR0 + i]
+        a = st[ix(GDBG_DR + i)] if use_hw else st[ix(DR0 + i)]
         a &= ~(ln - 1)
         if lin <= a + ln - 1 and a <= lin + size - 1:
             st[WATCH_HIT] |= 1 << i
@@ -222,16 +222,16 @@ def watch_check(st, lin, size, write):
 @njit
 def ea(st):
     d = D
-    base = st[d + D_BASE]
-    off = st[d + D_DISP]
+    base = st[ix(d + D_BASE)]
+    off = st[ix(d + D_DISP)]
     if base >= 0:
-        off += st[base]
+        off += st[ix(base)]
     elif base == -2:
-        off += st[RIP] + st[d + D_LEN]
-    idx = st[d + D_INDEX]
+        off += st[RIP] + st[ix(d + D_LEN)]
+    idx = st[ix(d + D_INDEX)]
     if idx >= 0:
-        off += st[idx] << st[d + D_SCALE]
-    asz = st[d + D_ASZ]
+        off += st[ix(idx)] << st[ix(d + D_SCALE)]
+    asz = st[ix(d + D_ASZ)]
     if asz == 2:
         return off & 0xFFFF
     if asz == 4:
@@ -241,22 +241,22 @@ def ea(st):
 
 @njit
 def rm_read(st, pm, size):
-    if st[D + D_MOD] == 3:
-        return get_reg(st, st[D + D_RM], size)
-    return rd(st, pm, st[D + D_SEG], ea(st), size)
+    if st[ix(D + D_MOD)] == 3:
+        return get_reg(st, st[ix(D + D_RM)], size)
+    return rd(st, pm, st[ix(D + D_SEG)], ea(st), size)
 
 
 @njit
 def rm_write(st, pm, size, v):
-    if st[D + D_MOD] == 3:
-        set_reg(st, st[D + D_RM], size, v)
+    if st[ix(D + D_MOD)] == 3:
+        set_reg(st, st[ix(D + D_RM)], size, v)
     else:
-        wr(st, pm, st[D + D_SEG], ea(st), size, v)
+        wr(st, pm, st[ix(D + D_SEG)], ea(st), size, v)
 
 
 @njit
 def addr_mask(st):
-    asz = st[D + D_ASZ]
+    asz = st[ix(D + D_ASZ)]
     if asz == 2:
         return 0xFFFF
     if asz == 4:
@@ -270,7 +270,7 @@ def addr_mask(st):
 def stack_size(st):
     if st[MODE64] != 0:
         return 8
-    if (st[SEG + 4 * SS + ATTR] & A_DB) != 0:
+    if (st[ix(SEG + 4 * SS + ATTR)] & A_DB) != 0:
         return 4
     return 2
 
@@ -339,10 +339,10 @@ def sys_write(st, pm, lin, size, v):
 def snapshot(st):
     """Commit point: what an aborted instruction is rolled back to (GPRs, RIP, RFLAGS)."""
     for i in range(18):
-        st[SAVE + i] = st[i]
+        st[ix(SAVE + i)] = st[ix(i)]
 
 
 @njit
 def rollback(st):
     for i in range(18):
-        st[i] = st[SAVE + i]
+        st[ix(i)] = st[ix(SAVE + i)]

@@ -9,7 +9,7 @@ against the bytes now in memory, so self-modifying code, DMA, userspace and othe
 writing code between runs need no invalidation.  A block with BK_N = 0 records that the
 instruction at that address is not translated (the slow path runs it).
 """
-from .jit import njit
+from .jit import njit, ix
 from .layout import *  # noqa: F401,F403
 from .hostptr import load8, load64
 from .decode import decode
@@ -41,11 +41,11 @@ def block_word(ha, pgoff, j, n):
 
 @njit
 def block_valid(st, b, ha, pgoff, mode):
-    if st[b + BK_HOST] != ha or st[b + BK_MODE] != mode or st[b + BK_PGOFF] != pgoff:
+    if st[ix(b + BK_HOST)] != ha or st[ix(b + BK_MODE)] != mode or st[ix(b + BK_PGOFF)] != pgoff:
         return False
-    n = st[b + BK_LEN]
+    n = st[ix(b + BK_LEN)]
     for j in range((n + 7) >> 3):
-        if block_word(ha, pgoff, j, n) != st[b + BK_W + j]:
+        if block_word(ha, pgoff, j, n) != st[ix(b + BK_W + j)]:
             return False
     return True
 
@@ -73,7 +73,7 @@ def block_build(st, b, ha, pgoff, rip, mode, cslim, ripmask):
         if avail <= 0:
             break
         for i in range(avail):
-            st[IB + i] = load8(ha + pos + i)
+            st[ix(IB + i)] = load8(ha + pos + i)
         st[IB_N] = avail
         ln = decode(st, mode64, csd)
         if ln <= 0:
@@ -86,13 +86,13 @@ def block_build(st, b, ha, pgoff, rip, mode, cslim, ripmask):
         r = translate_insn(st, u)
         if r == 0:
             break
-        if n > 0 and st[u + U_K] == UK_JCC:
+        if n > 0 and st[ix(u + U_K)] == UK_JCC:
             # a flag-setting register op then Jcc: one dispatch for both (fastexec)
             p = u - UOP_W
-            pk = st[p + U_K]
+            pk = st[ix(p + U_K)]
             if pk == UK_INC_R or ((pk == UK_ALU_RR or pk == UK_ALU_RI)
-                                  and st[p + U_OP] != 2 and st[p + U_OP] != 3):
-                st[p + U_FUSE] = 1
+                                  and st[ix(p + U_OP)] != 2 and st[ix(p + U_OP)] != 3):
+                st[ix(p + U_FUSE)] = 1
         pos += ln
         n += 1
         if r == 2:
@@ -102,10 +102,10 @@ def block_build(st, b, ha, pgoff, rip, mode, cslim, ripmask):
         pos = first if first > 0 else 1
         if pos > 0x1000 - pgoff:
             pos = 0x1000 - pgoff
-    st[b + BK_HOST] = ha
-    st[b + BK_MODE] = mode
-    st[b + BK_PGOFF] = pgoff
-    st[b + BK_LEN] = pos
-    st[b + BK_N] = n
+    st[ix(b + BK_HOST)] = ha
+    st[ix(b + BK_MODE)] = mode
+    st[ix(b + BK_PGOFF)] = pgoff
+    st[ix(b + BK_LEN)] = pos
+    st[ix(b + BK_N)] = n
     for j in range((pos + 7) >> 3):
-        st[b + BK_W + j] = block_word(ha, pgoff, j, pos)
+        st[ix(b + BK_W + j)] = block_word(ha, pgoff, j, pos)

@@ -4,7 +4,7 @@ Table driven (optable); the decoder only knows prefixes, ModRM/SIB/displacement 
 immediate sizes.  Returns the length, 0 when more bytes are needed than were fetched, or
 -1 when the instruction would be longer than 15 bytes (#GP).
 """
-from .jit import njit
+from .jit import njit, ix
 from .layout import *  # noqa: F401,F403
 from .optable import (OP_KIND, OP_SUB, OP_FLAGS, OP_IMM, MODRM, BYTE, DEF64, FORCE64, INV64,
                       LOCKOK, MEMONLY, SIZE16, FORCEREG, K_UD, K_INVALID, I_B, I_W, I_Z, I_V, I_WB, I_PTR,
@@ -15,7 +15,7 @@ from .optable import (OP_KIND, OP_SUB, OP_FLAGS, OP_IMM, MODRM, BYTE, DEF64, FOR
 def _byte(st, i):
     if i >= st[IB_N]:
         return -1
-    return st[IB + i]
+    return st[ix(IB + i)]
 
 
 @njit
@@ -25,7 +25,7 @@ def _imm(st, i, n):
         return 0, False
     v = 0
     for k in range(n):
-        v |= st[IB + i + k] << (8 * k)
+        v |= st[ix(IB + i + k)] << (8 * k)
     s = 64 - 8 * n
     return (v << s) >> s, True
 
@@ -80,8 +80,8 @@ def decode(st, mode64, csd):
         mp = 1
         if b == 0x38 or b == 0x3A:
             # three-byte maps (SSE4, MOVBE, ...) are not implemented
-            st[d + D_KIND] = 2
-            st[d + D_LEN] = i + 1
+            st[ix(d + D_KIND)] = 2
+            st[ix(d + D_LEN)] = i + 1
             return i + 1
     opc = b
     i += 1
@@ -267,27 +267,27 @@ def decode(st, mode64, csd):
         kind = 2          # EVEX prefix (AVX-512)
     if seg >= 0:
         dseg = seg
-    st[d + D_KIND] = kind
-    st[d + D_SUB] = sub
-    st[d + D_LEN] = i
-    st[d + D_OSZ] = osz
-    st[d + D_ASZ] = asz
-    st[d + D_SEG] = dseg
-    st[d + D_MOD] = mod
-    st[d + D_REG] = reg
-    st[d + D_RM] = rm
-    st[d + D_BASE] = base
-    st[d + D_INDEX] = index
-    st[d + D_SCALE] = scale
-    st[d + D_DISP] = disp
-    st[d + D_IMM] = imm
-    st[d + D_IMM2] = imm2
-    st[d + D_REP] = rep
-    st[d + D_LOCK] = lock
-    st[d + D_REX] = rex | (0x100 if mode64 and rex != 0 else 0)
-    st[d + D_OPC] = opc
-    st[d + D_MAP] = mp
-    st[d + D_FLAGS] = fl
-    st[d + D_SEGOVR] = seg
-    st[d + D_PFX66] = p66
+    st[ix(d + D_KIND)] = kind
+    st[ix(d + D_SUB)] = sub
+    st[ix(d + D_LEN)] = i
+    st[ix(d + D_OSZ)] = osz
+    st[ix(d + D_ASZ)] = asz
+    st[ix(d + D_SEG)] = dseg
+    st[ix(d + D_MOD)] = mod
+    st[ix(d + D_REG)] = reg
+    st[ix(d + D_RM)] = rm
+    st[ix(d + D_BASE)] = base
+    st[ix(d + D_INDEX)] = index
+    st[ix(d + D_SCALE)] = scale
+    st[ix(d + D_DISP)] = disp
+    st[ix(d + D_IMM)] = imm
+    st[ix(d + D_IMM2)] = imm2
+    st[ix(d + D_REP)] = rep
+    st[ix(d + D_LOCK)] = lock
+    st[ix(d + D_REX)] = rex | (0x100 if mode64 and rex != 0 else 0)
+    st[ix(d + D_OPC)] = opc
+    st[ix(d + D_MAP)] = mp
+    st[ix(d + D_FLAGS)] = fl
+    st[ix(d + D_SEGOVR)] = seg
+    st[ix(d + D_PFX66)] = p66
     return i

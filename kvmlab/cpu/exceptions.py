@@ -6,7 +6,7 @@ The frame is written before any register changes, so a fault while delivering le
 the state as it was and turns into the next event (#DF rules of SDM table 6-5).
 Task gates and 16-bit TSS stack switches are not implemented (emulation failure).
 """
-from .jit import njit
+from .jit import njit, ix
 from .layout import *  # noqa: F401,F403
 from .mmu import raise_exc
 from .access import sys_read, sys_write, lin_mask, stack_size
@@ -51,9 +51,9 @@ def deliver_real(st, pm, vec):
     ssz = stack_size(st)
     m = 0xFFFF if ssz == 2 else 0xFFFFFFFF
     sp = st[RSP]
-    base = st[SEG + 4 * SS + BASE]
-    lim = st[SEG + 4 * SS + LIMIT]
-    vals = (st[RFLAGS] & 0xFFFF, st[SEG + 4 * CS + SEL], st[RIP] & 0xFFFF)
+    base = st[ix(SEG + 4 * SS + BASE)]
+    lim = st[ix(SEG + 4 * SS + LIMIT)]
+    vals = (st[RFLAGS] & 0xFFFF, st[ix(SEG + 4 * CS + SEL)], st[RIP] & 0xFFFF)
     for k in range(3):
         sp = (sp - 2) & m
         if sp + 1 > lim:
@@ -73,18 +73,18 @@ def deliver_real(st, pm, vec):
 def tss_stack(st, pm, dpl, ist):
     """(ss, sp) for a privilege change to dpl (or IST entry ist) from the current TSS."""
     tr = SEG + 4 * TR
-    tb = st[tr + BASE]
+    tb = st[ix(tr + BASE)]
     if st[EFER] & 0x400:
         off = 0x24 + 8 * (ist - 1) if ist != 0 else 4 + 8 * dpl
-        if off + 7 > st[tr + LIMIT]:
-            raise_exc(st, TS, st[tr + SEL] & 0xFFFC)
+        if off + 7 > st[ix(tr + LIMIT)]:
+            raise_exc(st, TS, st[ix(tr + SEL)] & 0xFFFC)
             return 0, 0
         return 0, sys_read(st, pm, tb + off, 8)
-    t = st[tr + ATTR] & 0xF
+    t = st[ix(tr + ATTR)] & 0xF
     if t == 0xB or t == 0x9:
         off = 4 + 8 * dpl
-        if off + 5 > st[tr + LIMIT]:
-            raise_exc(st, TS, st[tr + SEL] & 0xFFFC)
+        if off + 5 > st[ix(tr + LIMIT)]:
+            raise_exc(st, TS, st[ix(tr + SEL)] & 0xFFFC)
             return 0, 0
         sp = sys_read(st, pm, tb + off, 4)
         ss = sys_read(st, pm, tb + off + 4, 2)
@@ -156,7 +156,7 @@ def deliver_prot(st, pm, vec, err, kind):
     newcpl = st[CPL] if (cattr & 4) != 0 else cdpl
     ist = (hi & 7) if lm else 0
     change = newcpl < st[CPL]
-    old_ss = st[SEG + 4 * SS + SEL]
+    old_ss = st[ix(SEG + 4 * SS + SEL)]
     old_sp = st[RSP]
     flags = st[RFLAGS]
     if kind == EV_EXC and vec != DB and vec != BP and vec != OF:
@@ -165,9 +165,9 @@ def deliver_prot(st, pm, vec, err, kind):
         return R_UNSUP
     # the new stack
     ss_sel = old_ss
-    ss_base = st[SEG + 4 * SS + BASE]
-    ss_lim = st[SEG + 4 * SS + LIMIT]
-    ss_attr = st[SEG + 4 * SS + ATTR]
+    ss_base = st[ix(SEG + 4 * SS + BASE)]
+    ss_lim = st[ix(SEG + 4 * SS + LIMIT)]
+    ss_attr = st[ix(SEG + 4 * SS + ATTR)]
     sp = old_sp
     if change or ist != 0:
         nss, nsp = tss_stack(st, pm, newcpl, ist)
@@ -206,7 +206,7 @@ def deliver_prot(st, pm, vec, err, kind):
         psz = 4 if (gtype & 8) != 0 else 2
         spm = 0xFFFFFFFF if (ss_attr & A_DB) != 0 else 0xFFFF
     push_ss = lm or change
-    cs_now = st[SEG + 4 * CS + SEL]
+    cs_now = st[ix(SEG + 4 * CS + SEL)]
     n = 3
     if push_ss:
         n = 5
@@ -262,7 +262,7 @@ def deliver_event(st, pm, vec, err, kind):
         else:
             r = deliver_prot(st, pm, vec, err, kind)
         if r == R_OK:
-            st[STAT + ST_EXC] += 1
+            st[ix(STAT + ST_EXC)] += 1
             return 0
         if r == R_UNSUP or st[EXIT_PENDING] != 0:
             st[ABORT] = 0
@@ -273,7 +273,7 @@ def deliver_event(st, pm, vec, err, kind):
         st[ABORT] = 0
         depth += 1
         if vec == DF or depth > 3:
-            st[STAT + ST_TRIPLE] += 1
+            st[ix(STAT + ST_TRIPLE)] += 1
             st[EXC_VEC] = -1
             return EXIT_SHUTDOWN
         c1 = exc_class(vec)
@@ -281,7 +281,7 @@ def deliver_event(st, pm, vec, err, kind):
         if kind == EV_EXC and ((c1 == 1 and c2 == 1) or (c1 == 2 and (c2 == 1 or c2 == 2))):
             vec = DF
             err = 0
-            st[STAT + ST_DF] += 1
+            st[ix(STAT + ST_DF)] += 1
         else:
             vec = v2
             err = e2

@@ -1,5 +1,5 @@
 """Executors for arithmetic, logic, shifts, bit operations, BCD, flags and conversions."""
-from .jit import njit
+from .jit import njit, ix
 from .layout import *  # noqa: F401,F403
 from .alu import (msk, sext, ult, shr64, szp, setf, cf, add_op, sub_op, logic_flags, alu,
                   inc_dec, cond, shift_op, umul64, udiv128)
@@ -11,12 +11,12 @@ from .optable import FORM_EG, FORM_GE, FORM_AI, FORM_EI
 @njit
 def x_alu(st, pm):
     d = D
-    sub = st[d + D_SUB]
+    sub = st[ix(d + D_SUB)]
     op = sub & 7
     form = sub & 0x70
-    size = st[d + D_OSZ]
+    size = st[ix(d + D_OSZ)]
     if form == FORM_GE:
-        r = st[d + D_REG]
+        r = st[ix(d + D_REG)]
         src = rm_read(st, pm, size)
         if st[ABORT] != 0:
             return
@@ -25,21 +25,21 @@ def x_alu(st, pm):
             set_reg(st, r, size, res)
         return
     if form == FORM_AI:
-        res = alu(st, op, get_reg(st, RAX, size), st[d + D_IMM], size)
+        res = alu(st, op, get_reg(st, RAX, size), st[ix(d + D_IMM)], size)
         if op != 7:
             set_reg(st, RAX, size, res)
         return
     if form == FORM_EG:
-        src = get_reg(st, st[d + D_REG], size)
+        src = get_reg(st, st[ix(d + D_REG)], size)
     else:
-        src = st[d + D_IMM]
-    if st[d + D_MOD] == 3:
-        r = st[d + D_RM]
+        src = st[ix(d + D_IMM)]
+    if st[ix(d + D_MOD)] == 3:
+        r = st[ix(d + D_RM)]
         res = alu(st, op, get_reg(st, r, size), src, size)
         if op != 7:
             set_reg(st, r, size, res)
         return
-    seg = st[d + D_SEG]
+    seg = st[ix(d + D_SEG)]
     off = ea(st)
     dst = rd(st, pm, seg, off, size)
     if st[ABORT] != 0:
@@ -52,34 +52,34 @@ def x_alu(st, pm):
 @njit
 def x_test(st, pm):
     d = D
-    form = st[d + D_SUB] & 0x70
-    size = st[d + D_OSZ]
+    form = st[ix(d + D_SUB)] & 0x70
+    size = st[ix(d + D_OSZ)]
     if form == FORM_AI:
         a = get_reg(st, RAX, size)
-        b = st[d + D_IMM]
+        b = st[ix(d + D_IMM)]
     else:
         a = rm_read(st, pm, size)
         if st[ABORT] != 0:
             return
-        b = get_reg(st, st[d + D_REG], size) if form == FORM_EG else st[d + D_IMM]
+        b = get_reg(st, st[ix(d + D_REG)], size) if form == FORM_EG else st[ix(d + D_IMM)]
     logic_flags(st, a & b, size)
 
 
 @njit
 def x_incdec(st, pm):
     d = D
-    sub = st[d + D_SUB]
+    sub = st[ix(d + D_SUB)]
     dec = (sub & 32) != 0
-    size = st[d + D_OSZ]
+    size = st[ix(d + D_OSZ)]
     if (sub & 16) != 0:
-        r = st[d + D_RM]
+        r = st[ix(d + D_RM)]
         set_reg(st, r, size, inc_dec(st, get_reg(st, r, size), dec, size))
         return
-    if st[d + D_MOD] == 3:
-        r = st[d + D_RM]
+    if st[ix(d + D_MOD)] == 3:
+        r = st[ix(d + D_RM)]
         set_reg(st, r, size, inc_dec(st, get_reg(st, r, size), dec, size))
         return
-    seg = st[d + D_SEG]
+    seg = st[ix(d + D_SEG)]
     off = ea(st)
     v = rd(st, pm, seg, off, size)
     if st[ABORT] != 0:
@@ -90,23 +90,23 @@ def x_incdec(st, pm):
 @njit
 def x_unary(st, pm):
     d = D
-    size = st[d + D_OSZ]
-    if st[d + D_MOD] == 3:
+    size = st[ix(d + D_OSZ)]
+    if st[ix(d + D_MOD)] == 3:
         seg = 0
         off = 0
-        v = get_reg(st, st[d + D_RM], size)
+        v = get_reg(st, st[ix(d + D_RM)], size)
     else:
-        seg = st[d + D_SEG]
+        seg = st[ix(d + D_SEG)]
         off = ea(st)
         v = rd(st, pm, seg, off, size)
         if st[ABORT] != 0:
             return
-    if st[d + D_SUB] == 0:
+    if st[ix(d + D_SUB)] == 0:
         res = (~v) & msk(size)
     else:
         res = sub_op(st, 0, v, 0, size)
-    if st[d + D_MOD] == 3:
-        set_reg(st, st[d + D_RM], size, res)
+    if st[ix(d + D_MOD)] == 3:
+        set_reg(st, st[ix(d + D_RM)], size, res)
     else:
         wr(st, pm, seg, off, size, res)
 
@@ -132,8 +132,8 @@ def smul64(a, b):
 @njit
 def x_muldiv(st, pm):
     d = D
-    size = st[d + D_OSZ]
-    op = st[d + D_SUB]
+    size = st[ix(d + D_OSZ)]
+    op = st[ix(d + D_SUB)]
     src = rm_read(st, pm, size)
     if st[ABORT] != 0:
         return
@@ -237,13 +237,13 @@ def x_muldiv(st, pm):
 @njit
 def x_imul(st, pm):
     d = D
-    size = st[d + D_OSZ]
+    size = st[ix(d + D_OSZ)]
     src = rm_read(st, pm, size)
     if st[ABORT] != 0:
         return
-    r = st[d + D_REG]
-    if st[d + D_SUB] == 1:
-        b = sext(st[d + D_IMM], size)
+    r = st[ix(d + D_REG)]
+    if st[ix(d + D_SUB)] == 1:
+        b = sext(st[ix(d + D_IMM)], size)
     else:
         b = sext(get_reg(st, r, size), size)
     a = sext(src, size)
@@ -262,21 +262,21 @@ def x_imul(st, pm):
 @njit
 def x_shift(st, pm):
     d = D
-    sub = st[d + D_SUB]
+    sub = st[ix(d + D_SUB)]
     op = sub & 7
-    size = st[d + D_OSZ]
+    size = st[ix(d + D_OSZ)]
     if (sub & 16) != 0:
         cnt = 1
     elif (sub & 32) != 0:
         cnt = st[RCX] & 0xFF
     else:
-        cnt = st[d + D_IMM] & 0xFF
+        cnt = st[ix(d + D_IMM)] & 0xFF
     cnt &= 0x3F if size == 8 else 0x1F
-    if st[d + D_MOD] == 3:
-        r = st[d + D_RM]
+    if st[ix(d + D_MOD)] == 3:
+        r = st[ix(d + D_RM)]
         set_reg(st, r, size, shift_op(st, op, get_reg(st, r, size), cnt, size))
         return
-    seg = st[d + D_SEG]
+    seg = st[ix(d + D_SEG)]
     off = ea(st)
     v = rd(st, pm, seg, off, size)
     if st[ABORT] != 0 or cnt == 0:
@@ -287,19 +287,19 @@ def x_shift(st, pm):
 @njit
 def x_shxd(st, pm):
     d = D
-    sub = st[d + D_SUB]
-    size = st[d + D_OSZ]
+    sub = st[ix(d + D_SUB)]
+    size = st[ix(d + D_OSZ)]
     bits = 8 * size
     m = msk(size)
     if (sub & 2) != 0:
         cnt = st[RCX] & 0xFF
     else:
-        cnt = st[d + D_IMM] & 0xFF
+        cnt = st[ix(d + D_IMM)] & 0xFF
     cnt &= 0x3F if size == 8 else 0x1F
     dst = rm_read(st, pm, size)
     if st[ABORT] != 0 or cnt == 0:
         return
-    src = get_reg(st, st[d + D_REG], size)
+    src = get_reg(st, st[ix(d + D_REG)], size)
     if size == 2:
         # 16-bit: a 48-bit (dst:src:dst) rotation, as Intel and QEMU do for counts > 16
         if (sub & 1) == 0:
@@ -328,24 +328,24 @@ def cpuid_bit(st, leaf, sub, regi, bit):
     n = st[CPUID_COUNT]
     for i in range(n):
         e = CPUID + 8 * i
-        if st[e] == leaf and ((st[e + 2] & 1) == 0 or st[e + 1] == sub):
-            return (st[e + 3 + regi] >> bit) & 1
+        if st[ix(e)] == leaf and ((st[ix(e + 2)] & 1) == 0 or st[ix(e + 1)] == sub):
+            return (st[ix(e + 3 + regi)] >> bit) & 1
     return 0
 
 
 @njit
 def x_bit(st, pm):
     d = D
-    sub = st[d + D_SUB]
-    size = st[d + D_OSZ]
+    sub = st[ix(d + D_SUB)]
+    size = st[ix(d + D_OSZ)]
     bits = 8 * size
     m = msk(size)
     if sub >= 8:
-        rep = st[d + D_REP]
+        rep = st[ix(d + D_REP)]
         src = rm_read(st, pm, size)
         if st[ABORT] != 0:
             return
-        r = st[d + D_REG]
+        r = st[ix(d + D_REG)]
         src &= m
         if sub == 10:
             if rep != 2 or cpuid_bit(st, 1, 0, 2, 23) == 0:
@@ -398,11 +398,11 @@ def x_bit(st, pm):
         return
     op = sub & 3
     if sub >= 4:
-        bo = st[d + D_IMM] & (bits - 1)
+        bo = st[ix(d + D_IMM)] & (bits - 1)
         memoff = 0
     else:
-        bo = get_reg(st, st[d + D_REG], size)
-        if st[d + D_MOD] != 3:
+        bo = get_reg(st, st[ix(d + D_REG)], size)
+        if st[ix(d + D_MOD)] != 3:
             sbo = sext(bo, size)
             if size == 2:
                 memoff = (sbo >> 4) * 2
@@ -413,8 +413,8 @@ def x_bit(st, pm):
         else:
             memoff = 0
         bo &= bits - 1
-    if st[d + D_MOD] == 3:
-        r = st[d + D_RM]
+    if st[ix(d + D_MOD)] == 3:
+        r = st[ix(d + D_RM)]
         v = get_reg(st, r, size)
         c = (v >> bo) & 1
         if op == 1:
@@ -424,9 +424,9 @@ def x_bit(st, pm):
         elif op == 3:
             set_reg(st, r, size, v ^ (1 << bo))
     else:
-        seg = st[d + D_SEG]
+        seg = st[ix(d + D_SEG)]
         off = ea(st) + memoff
-        asz = st[d + D_ASZ]
+        asz = st[ix(d + D_ASZ)]
         if asz == 2:
             off &= 0xFFFF
         elif asz == 4:
@@ -447,7 +447,7 @@ def x_bit(st, pm):
 @njit
 def x_bcd(st, pm):
     d = D
-    op = st[d + D_SUB]
+    op = st[ix(d + D_SUB)]
     ax = st[RAX] & 0xFFFF
     al = ax & 0xFF
     f = st[RFLAGS]
@@ -495,7 +495,7 @@ def x_bcd(st, pm):
         set_reg(st, RAX, 2, ax)
         setf(st, nf, F_STATUS)
         return
-    imm = st[d + D_IMM] & 0xFF
+    imm = st[ix(d + D_IMM)] & 0xFF
     if op == 4:
         if imm == 0:
             raise_exc(st, DE, -1)
@@ -516,8 +516,8 @@ def x_bcd(st, pm):
 @njit
 def x_conv(st, pm):
     d = D
-    size = st[d + D_OSZ]
-    if st[d + D_SUB] == 0:
+    size = st[ix(d + D_OSZ)]
+    if st[ix(d + D_SUB)] == 0:
         half = size // 2
         set_reg(st, RAX, size, sext(get_reg(st, RAX, half), half))
     else:
@@ -527,7 +527,7 @@ def x_conv(st, pm):
 
 @njit
 def x_flag(st, pm):
-    op = st[D + D_SUB]
+    op = st[ix(D + D_SUB)]
     f = st[RFLAGS]
     if op == 0:
         st[RFLAGS] = f & ~F_CF
@@ -560,18 +560,18 @@ def x_flag(st, pm):
 
 @njit
 def x_setcc(st, pm):
-    rm_write(st, pm, 1, 1 if cond(st, st[D + D_SUB]) else 0)
+    rm_write(st, pm, 1, 1 if cond(st, st[ix(D + D_SUB)]) else 0)
 
 
 @njit
 def x_cmov(st, pm):
     d = D
-    size = st[d + D_OSZ]
+    size = st[ix(d + D_OSZ)]
     v = rm_read(st, pm, size)
     if st[ABORT] != 0:
         return
-    r = st[d + D_REG]
-    if cond(st, st[d + D_SUB]):
+    r = st[ix(d + D_REG)]
+    if cond(st, st[ix(d + D_SUB)]):
         set_reg(st, r, size, v)
     elif size == 4:
-        st[r] &= 0xFFFFFFFF
+        st[ix(r)] &= 0xFFFFFFFF

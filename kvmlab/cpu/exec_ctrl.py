@@ -1,6 +1,6 @@
 """Executors for control transfer: Jcc, JMP/CALL/RET near and far, LOOP/JCXZ, INT n,
 INT3, INTO, INT1, IRET, SYSCALL/SYSRET/SYSENTER/SYSEXIT."""
-from .jit import njit
+from .jit import njit, ix
 from .layout import *  # noqa: F401,F403
 from .alu import msk, sext, cond
 from .access import (get_reg, set_reg, ea, rd, rm_read, push_at, pop_at, set_sp, sp_mask,
@@ -24,7 +24,7 @@ def branch(st, target, osz):
         if ((target << 16) >> 16) != target:
             raise_exc(st, GP, 0)
             return
-    elif target > st[SEG + 4 * CS + LIMIT]:
+    elif target > st[ix(SEG + 4 * CS + LIMIT)]:
         raise_exc(st, GP, 0)
         return
     st[NEXT_RIP] = target
@@ -32,19 +32,19 @@ def branch(st, target, osz):
 
 @njit
 def x_jcc(st, pm):
-    if cond(st, st[D + D_SUB]):
-        branch(st, st[NEXT_RIP] + st[D + D_IMM], st[D + D_OSZ])
+    if cond(st, st[ix(D + D_SUB)]):
+        branch(st, st[NEXT_RIP] + st[ix(D + D_IMM)], st[ix(D + D_OSZ)])
 
 
 @njit
 def x_loop(st, pm):
     d = D
-    sub = st[d + D_SUB]
-    asz = st[d + D_ASZ]
+    sub = st[ix(d + D_SUB)]
+    asz = st[ix(d + D_ASZ)]
     c = get_reg(st, RCX, asz)
     if sub == 3:
         if c == 0:
-            branch(st, st[NEXT_RIP] + st[d + D_IMM], st[d + D_OSZ])
+            branch(st, st[NEXT_RIP] + st[ix(d + D_IMM)], st[ix(d + D_OSZ)])
         return
     c = (c - 1) & msk(asz)
     set_reg(st, RCX, asz, c)
@@ -54,7 +54,7 @@ def x_loop(st, pm):
     elif sub == 1:
         take = take and (st[RFLAGS] & F_ZF) != 0
     if take:
-        branch(st, st[NEXT_RIP] + st[d + D_IMM], st[d + D_OSZ])
+        branch(st, st[NEXT_RIP] + st[ix(d + D_IMM)], st[ix(d + D_OSZ)])
 
 
 @njit
@@ -140,7 +140,7 @@ def call_gate(st, pm, gsel, glo, ghi, ga, is_call):
         return 0
     newcpl = tdpl if (is_call and not conforming) else cpl
     psz = 8 if lm else (4 if gt == 0xC else 2)
-    old_cs = st[SEG + 4 * CS + SEL]
+    old_cs = st[ix(SEG + 4 * CS + SEL)]
     if is_call and newcpl < cpl:
         nss, nsp = tss_stack(st, pm, newcpl, 0)
         if st[ABORT] != 0:
@@ -171,7 +171,7 @@ def call_gate(st, pm, gsel, glo, ghi, ga, is_call):
             ss_attr = sattr | 1
             spm = 0xFFFFFFFF if (ss_attr & A_DB) != 0 else 0xFFFF
         sserr = ss_sel & 0xFFFC
-        old_ss = st[SEG + 4 * SS + SEL]
+        old_ss = st[ix(SEG + 4 * SS + SEL)]
         old_sp = st[RSP]
         osm = sp_mask(st)
         sp = nsp & spm
@@ -220,7 +220,7 @@ def far_jump(st, pm, sel, off, osz, is_call):
     """Far JMP/CALL to sel:off; for a call the return CS:IP is pushed first."""
     if st[PROT] == 0 or (st[RFLAGS] & F_VM) != 0:
         if is_call:
-            sp = push_at(st, pm, st[RSP], st[SEG + 4 * CS + SEL], osz)
+            sp = push_at(st, pm, st[RSP], st[ix(SEG + 4 * CS + SEL)], osz)
             sp = push_at(st, pm, sp, st[NEXT_RIP], osz)
             if st[ABORT] != 0:
                 return
@@ -240,7 +240,7 @@ def far_jump(st, pm, sel, off, osz, is_call):
                     st[EXIT_PENDING] = EXIT_INTERNAL_ERROR
                     st[ABORT] = 1
                 return
-    old_cs = st[SEG + 4 * CS + SEL]
+    old_cs = st[ix(SEG + 4 * CS + SEL)]
     sp = st[RSP]
     if is_call:
         sp = push_at(st, pm, sp, old_cs, osz)
@@ -249,7 +249,7 @@ def far_jump(st, pm, sel, off, osz, is_call):
             return
     # save CS in case the target check fails after loading
     b = SEG + 4 * CS
-    s0, s1, s2, s3 = st[b], st[b + 1], st[b + 2], st[b + 3]
+    s0, s1, s2, s3 = st[ix(b)], st[ix(b + 1)], st[ix(b + 2)], st[ix(b + 3)]
     r = load_cs_checked(st, pm, sel, 0, 0)
     if r < 0:
         st[EXIT_PENDING] = EXIT_INTERNAL_ERROR      # call gates / task switches
@@ -259,8 +259,8 @@ def far_jump(st, pm, sel, off, osz, is_call):
         return
     if st[MODE64] == 0 and (osz == 2 or osz == 4):
         off &= msk(osz)
-    if st[MODE64] == 0 and off > st[b + LIMIT]:
-        st[b], st[b + 1], st[b + 2], st[b + 3] = s0, s1, s2, s3
+    if st[MODE64] == 0 and off > st[ix(b + LIMIT)]:
+        st[ix(b)], st[ix(b + 1)], st[ix(b + 2)], st[ix(b + 3)] = s0, s1, s2, s3
         update_mode(st)
         raise_exc(st, GP, 0)
         return
@@ -311,17 +311,17 @@ def far_return(st, pm, osz, extra):
 @njit
 def x_branch(st, pm):
     d = D
-    sub = st[d + D_SUB]
-    osz = st[d + D_OSZ]
+    sub = st[ix(d + D_SUB)]
+    osz = st[ix(d + D_OSZ)]
     if sub == 0:
-        branch(st, st[NEXT_RIP] + st[d + D_IMM], osz)
+        branch(st, st[NEXT_RIP] + st[ix(d + D_IMM)], osz)
     elif sub == 1:
         t = rm_read(st, pm, osz)
         if st[ABORT] == 0:
             branch(st, t, osz)
     elif sub == 2 or sub == 3:
         if sub == 2:
-            t = st[NEXT_RIP] + st[d + D_IMM]
+            t = st[NEXT_RIP] + st[ix(d + D_IMM)]
         else:
             t = rm_read(st, pm, osz)
             if st[ABORT] != 0:
@@ -338,13 +338,13 @@ def x_branch(st, pm):
             return
         branch(st, t, osz)
         if st[ABORT] == 0:
-            set_sp(st, sp + (st[d + D_IMM] & 0xFFFF))
+            set_sp(st, sp + (st[ix(d + D_IMM)] & 0xFFFF))
     elif sub == 6 or sub == 7:
-        far_jump(st, pm, st[d + D_IMM2], st[d + D_IMM] & msk(osz), osz, sub == 7)
+        far_jump(st, pm, st[ix(d + D_IMM2)], st[ix(d + D_IMM)] & msk(osz), osz, sub == 7)
     elif sub == 8:
-        far_return(st, pm, osz, st[d + D_IMM] & 0xFFFF)
+        far_return(st, pm, osz, st[ix(d + D_IMM)] & 0xFFFF)
     else:
-        seg = st[d + D_SEG]
+        seg = st[ix(d + D_SEG)]
         off = ea(st)
         t = rd(st, pm, seg, off, osz)
         sel = rd(st, pm, seg, (off + osz) & addr_mask(st), 2)
@@ -367,7 +367,7 @@ def soft_int(st, pm, vec):
 
 @njit
 def x_iret(st, pm):
-    osz = st[D + D_OSZ]
+    osz = st[ix(D + D_OSZ)]
     if st[PROT] == 0 or (st[RFLAGS] & F_VM) != 0:
         sp = st[RSP]
         ip, sp = pop_at(st, pm, sp, osz)
@@ -375,7 +375,7 @@ def x_iret(st, pm):
         fl, sp = pop_at(st, pm, sp, osz)
         if st[ABORT] != 0:
             return
-        if osz == 4 and ip > 0xFFFF and ip > st[SEG + 4 * CS + LIMIT]:
+        if osz == 4 and ip > 0xFFFF and ip > st[ix(SEG + 4 * CS + LIMIT)]:
             raise_exc(st, GP, 0)
             return
         set_sp(st, sp)
@@ -424,8 +424,8 @@ def x_iret(st, pm):
         nss &= 0xFFFF
         if (nss & 0xFFFC) == 0 and (st[EFER] & 0x400) != 0 and st[CPL] != 3:
             b = SEG + 4 * SS
-            st[b + SEL] = nss
-            st[b + ATTR] = A_UNUSABLE | (st[CPL] << A_DPL_SHIFT)
+            st[ix(b + SEL)] = nss
+            st[ix(b + ATTR)] = A_UNUSABLE | (st[CPL] << A_DPL_SHIFT)
         elif not load_data_seg(st, pm, SS, nss):
             return
         if osz == 8 or st[MODE64] != 0:
@@ -441,7 +441,7 @@ def x_iret(st, pm):
 
 @njit
 def x_int(st, pm):
-    sub = st[D + D_SUB]
+    sub = st[ix(D + D_SUB)]
     if sub == 0:
         g = st[GDBG_CTRL]
         if (g & 0x10001) == 0x10001:
@@ -455,7 +455,7 @@ def x_int(st, pm):
             return
         soft_int(st, pm, BP)
     elif sub == 1:
-        soft_int(st, pm, st[D + D_IMM] & 0xFF)
+        soft_int(st, pm, st[ix(D + D_IMM)] & 0xFF)
     elif sub == 2:
         if (st[RFLAGS] & F_OF) != 0:
             soft_int(st, pm, OF)
@@ -490,7 +490,7 @@ def flat_stack(st, sel, dpl):
 
 @njit
 def x_fast_sys(st, pm):
-    sub = st[D + D_SUB]
+    sub = st[ix(D + D_SUB)]
     lma = (st[EFER] & 0x400) != 0
     if sub == 0:      # SYSCALL
         if (st[EFER] & 1) == 0 or st[PROT] == 0:
@@ -523,7 +523,7 @@ def x_fast_sys(st, pm):
             raise_exc(st, GP, 0)
             return
         sel = (st[M_STAR] >> 48) & 0xFFFF
-        if st[D + D_OSZ] == 8:
+        if st[ix(D + D_OSZ)] == 8:
             t = st[RCX]
             if ((t << 16) >> 16) != t:
                 raise_exc(st, GP, 0)
@@ -555,7 +555,7 @@ def x_fast_sys(st, pm):
         if st[PROT] == 0 or cs == 0 or st[CPL] != 0:
             raise_exc(st, GP, 0)
             return
-        if st[D + D_OSZ] == 8:
+        if st[ix(D + D_OSZ)] == 8:
             flat_code(st, ((cs + 32) & 0xFFFC) | 3, True, 3)
             flat_stack(st, ((cs + 40) & 0xFFFC) | 3, 3)
             st[RSP] = st[RCX]

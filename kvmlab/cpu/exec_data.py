@@ -1,7 +1,7 @@
 """Executors for data movement: MOV forms, MOVZX/MOVSX/MOVSXD, LEA, XCHG, stack
 operations, CMPXCHG/XADD/CMPXCHG8B/16B, segment loads, and miscellaneous one-offs
 (HLT, BOUND, XLAT, CPUID, RDTSC, BSWAP, NOPs, x87 escapes)."""
-from .jit import njit
+from .jit import njit, ix
 from .layout import *  # noqa: F401,F403
 from .alu import msk, sext, sub_op, add_op, setf, szp
 from .access import (get_reg, set_reg, ea, rd, wr, rm_read, rm_write, push, pop, push_at,
@@ -15,33 +15,33 @@ from .exec_alu import cpuid_bit
 @njit
 def x_mov(st, pm):
     d = D
-    form = st[d + D_SUB] & 0x70
-    size = st[d + D_OSZ]
+    form = st[ix(d + D_SUB)] & 0x70
+    size = st[ix(d + D_OSZ)]
     if form == FORM_EG:
-        rm_write(st, pm, size, get_reg(st, st[d + D_REG], size))
+        rm_write(st, pm, size, get_reg(st, st[ix(d + D_REG)], size))
     elif form == FORM_GE:
         v = rm_read(st, pm, size)
         if st[ABORT] == 0:
-            set_reg(st, st[d + D_REG], size, v)
+            set_reg(st, st[ix(d + D_REG)], size, v)
     elif form == FORM_EI:
-        rm_write(st, pm, size, st[d + D_IMM])
+        rm_write(st, pm, size, st[ix(d + D_IMM)])
     elif form == FORM_RI:
-        set_reg(st, st[d + D_RM], size, st[d + D_IMM])
+        set_reg(st, st[ix(d + D_RM)], size, st[ix(d + D_IMM)])
     elif form == FORM_AO:
-        off = st[d + D_IMM] & addr_mask(st)
-        v = rd(st, pm, st[d + D_SEG], off, size)
+        off = st[ix(d + D_IMM)] & addr_mask(st)
+        v = rd(st, pm, st[ix(d + D_SEG)], off, size)
         if st[ABORT] == 0:
             set_reg(st, RAX, size, v)
     else:
-        off = st[d + D_IMM] & addr_mask(st)
-        wr(st, pm, st[d + D_SEG], off, size, get_reg(st, RAX, size))
+        off = st[ix(d + D_IMM)] & addr_mask(st)
+        wr(st, pm, st[ix(d + D_SEG)], off, size, get_reg(st, RAX, size))
 
 
 @njit
 def x_movx(st, pm):
     d = D
-    sub = st[d + D_SUB]
-    size = st[d + D_OSZ]
+    sub = st[ix(d + D_SUB)]
+    size = st[ix(d + D_OSZ)]
     if sub == 4:
         if st[MODE64] == 0:
             # ARPL Ew, Gw
@@ -51,7 +51,7 @@ def x_movx(st, pm):
             dst = rm_read(st, pm, 2)
             if st[ABORT] != 0:
                 return
-            src = get_reg(st, st[d + D_REG], 2)
+            src = get_reg(st, st[ix(d + D_REG)], 2)
             if (dst & 3) < (src & 3):
                 rm_write(st, pm, 2, (dst & ~3) | (src & 3))
                 st[RFLAGS] |= F_ZF
@@ -60,7 +60,7 @@ def x_movx(st, pm):
             return
         v = rm_read(st, pm, 4)
         if st[ABORT] == 0:
-            set_reg(st, st[d + D_REG], size, sext(v, 4))
+            set_reg(st, st[ix(d + D_REG)], size, sext(v, 4))
         return
     ssz = 1 if (sub & 1) == 0 else 2
     v = rm_read(st, pm, ssz)
@@ -68,37 +68,37 @@ def x_movx(st, pm):
         return
     if sub >= 2:
         v = sext(v, ssz)
-    set_reg(st, st[d + D_REG], size, v & msk(size))
+    set_reg(st, st[ix(d + D_REG)], size, v & msk(size))
 
 
 @njit
 def x_lea(st, pm):
     d = D
-    size = st[d + D_OSZ]
-    set_reg(st, st[d + D_REG], size, ea(st) & msk(size))
+    size = st[ix(d + D_OSZ)]
+    set_reg(st, st[ix(d + D_REG)], size, ea(st) & msk(size))
 
 
 @njit
 def x_xchg(st, pm):
     d = D
-    size = st[d + D_OSZ]
-    if st[d + D_SUB] == 1:
-        r = st[d + D_RM]
+    size = st[ix(d + D_OSZ)]
+    if st[ix(d + D_SUB)] == 1:
+        r = st[ix(d + D_RM)]
         if r == 0:
             return          # NOP / PAUSE
         a = get_reg(st, RAX, size)
         set_reg(st, RAX, size, get_reg(st, r, size))
         set_reg(st, r, size, a)
         return
-    r = st[d + D_REG]
+    r = st[ix(d + D_REG)]
     g = get_reg(st, r, size)
-    if st[d + D_MOD] == 3:
-        rr = st[d + D_RM]
+    if st[ix(d + D_MOD)] == 3:
+        rr = st[ix(d + D_RM)]
         v = get_reg(st, rr, size)
         set_reg(st, rr, size, g)
         set_reg(st, r, size, v)
         return
-    seg = st[d + D_SEG]
+    seg = st[ix(d + D_SEG)]
     off = ea(st)
     v = rd(st, pm, seg, off, size)
     if st[ABORT] != 0:
@@ -111,30 +111,30 @@ def x_xchg(st, pm):
 @njit
 def x_push(st, pm):
     d = D
-    sub = st[d + D_SUB]
-    size = st[d + D_OSZ]
+    sub = st[ix(d + D_SUB)]
+    size = st[ix(d + D_OSZ)]
     if sub == 0:
-        v = get_reg(st, st[d + D_RM], size)
+        v = get_reg(st, st[ix(d + D_RM)], size)
     elif sub == 1:
-        v = st[d + D_IMM] & msk(size)
+        v = st[ix(d + D_IMM)] & msk(size)
     elif sub == 2:
         v = rm_read(st, pm, size)
         if st[ABORT] != 0:
             return
     else:
-        v = st[SEG + 4 * (sub - 16) + SEL]
+        v = st[ix(SEG + 4 * (sub - 16) + SEL)]
     push(st, pm, v, size)
 
 
 @njit
 def x_pop(st, pm):
     d = D
-    sub = st[d + D_SUB]
-    size = st[d + D_OSZ]
+    sub = st[ix(d + D_SUB)]
+    size = st[ix(d + D_OSZ)]
     if sub == 0:
         v = pop(st, pm, size)
         if st[ABORT] == 0:
-            set_reg(st, st[d + D_RM], size, v)
+            set_reg(st, st[ix(d + D_RM)], size, v)
         return
     if sub == 2:
         v = pop(st, pm, size)
@@ -171,8 +171,8 @@ def popf_value(st, v, size):
 @njit
 def x_stack(st, pm):
     d = D
-    sub = st[d + D_SUB]
-    size = st[d + D_OSZ]
+    sub = st[ix(d + D_SUB)]
+    size = st[ix(d + D_OSZ)]
     if sub == 0:      # PUSHA
         sp = st[RSP]
         osp = get_reg(st, RSP, size)
@@ -199,8 +199,8 @@ def x_stack(st, pm):
         if st[ABORT] == 0:
             st[RFLAGS] = popf_value(st, v, size)
     elif sub == 4:    # ENTER
-        alloc = st[d + D_IMM] & 0xFFFF
-        level = st[d + D_IMM2] & 31
+        alloc = st[ix(d + D_IMM)] & 0xFFFF
+        level = st[ix(d + D_IMM2)] & 31
         m = sp_mask(st)
         bp_reg = get_reg(st, RBP, size)
         sp = push_at(st, pm, st[RSP], bp_reg, size)
@@ -241,12 +241,12 @@ def x_stack(st, pm):
 @njit
 def x_atomic(st, pm):
     d = D
-    sub = st[d + D_SUB]
-    size = st[d + D_OSZ]
+    sub = st[ix(d + D_SUB)]
+    size = st[ix(d + D_OSZ)]
     if sub == 2:
         # CMPXCHG8B / CMPXCHG16B
-        if (st[d + D_REX] & 8) != 0:
-            seg = st[d + D_SEG]
+        if (st[ix(d + D_REX)] & 8) != 0:
+            seg = st[ix(d + D_SEG)]
             off = ea(st)
             if (off & 15) != 0:
                 raise_exc(st, GP, 0)
@@ -268,7 +268,7 @@ def x_atomic(st, pm):
                 st[RDX] = hi
                 st[RFLAGS] &= ~F_ZF
             return
-        seg = st[d + D_SEG]
+        seg = st[ix(d + D_SEG)]
         off = ea(st)
         v = rd(st, pm, seg, off, 8)
         if st[ABORT] != 0:
@@ -285,7 +285,7 @@ def x_atomic(st, pm):
             st[RDX] = (v >> 32) & 0xFFFFFFFF
             st[RFLAGS] &= ~F_ZF
         return
-    r = st[d + D_REG]
+    r = st[ix(d + D_REG)]
     dst = rm_read(st, pm, size)
     if st[ABORT] != 0:
         return
@@ -300,14 +300,14 @@ def x_atomic(st, pm):
             # always writes); a register destination is left alone -- AMD silicon keeps the
             # upper half of a 32-bit register in 64-bit mode (measured against /dev/kvm at
             # CPL3; QEMU/unicorn zero-extend it).  Then the accumulator is loaded.
-            if st[d + D_MOD] != 3:
+            if st[ix(d + D_MOD)] != 3:
                 rm_write(st, pm, size, dst)
                 if st[ABORT] != 0:
                     return
             set_reg(st, RAX, size, dst)
     else:
         s = add_op(st, dst, src, 0, size)
-        if st[d + D_MOD] == 3:
+        if st[ix(d + D_MOD)] == 3:
             set_reg(st, r, size, dst)
             rm_write(st, pm, size, s)
         else:
@@ -319,16 +319,16 @@ def x_atomic(st, pm):
 @njit
 def x_movseg(st, pm):
     d = D
-    sub = st[d + D_SUB]
-    size = st[d + D_OSZ]
-    reg = st[d + D_REG] & 7
+    sub = st[ix(d + D_SUB)]
+    size = st[ix(d + D_OSZ)]
+    reg = st[ix(d + D_REG)] & 7
     if sub == 0:
         if reg > 5:
             raise_exc(st, UD, -1)
             return
-        v = st[SEG + 4 * reg + SEL]
-        if st[d + D_MOD] == 3:
-            set_reg(st, st[d + D_RM], size, v)
+        v = st[ix(SEG + 4 * reg + SEL)]
+        if st[ix(d + D_MOD)] == 3:
+            set_reg(st, st[ix(d + D_RM)], size, v)
         else:
             rm_write(st, pm, 2, v)
         return
@@ -353,14 +353,14 @@ def x_movseg(st, pm):
         s = FS
     else:
         s = GS
-    seg = st[d + D_SEG]
+    seg = st[ix(d + D_SEG)]
     off = ea(st)
     v = rd(st, pm, seg, off, size)
     sel = rd(st, pm, seg, (off + size) & addr_mask(st), 2)
     if st[ABORT] != 0:
         return
     if load_data_seg(st, pm, s, sel):
-        set_reg(st, st[d + D_REG], size, v)
+        set_reg(st, st[ix(d + D_REG)], size, v)
         if s == SS:
             st[SHADOW_NEW] = 1
 
@@ -370,16 +370,16 @@ def cpuid_lookup(st, leaf, sub):
     n = st[CPUID_COUNT]
     for i in range(n):
         e = CPUID + 8 * i
-        if st[e] == leaf and ((st[e + 2] & 1) == 0 or st[e + 1] == sub):
-            return st[e + 3], st[e + 4], st[e + 5], st[e + 6]
+        if st[ix(e)] == leaf and ((st[ix(e + 2)] & 1) == 0 or st[ix(e + 1)] == sub):
+            return st[ix(e + 3)], st[ix(e + 4)], st[ix(e + 5)], st[ix(e + 6)]
     return 0, 0, 0, 0
 
 
 @njit
 def x_misc(st, pm):
     d = D
-    sub = st[d + D_SUB]
-    size = st[d + D_OSZ]
+    sub = st[ix(d + D_SUB)]
+    size = st[ix(d + D_OSZ)]
     if sub == 0:          # HLT
         if st[CPL] != 0:
             raise_exc(st, GP, 0)
@@ -388,8 +388,8 @@ def x_misc(st, pm):
         st[EXIT_PENDING] = EXIT_HLT
         st[EXIT_REASON] = EXIT_HLT
     elif sub == 1:        # BOUND
-        idx = sext(get_reg(st, st[d + D_REG], size), size)
-        seg = st[d + D_SEG]
+        idx = sext(get_reg(st, st[ix(d + D_REG)], size), size)
+        seg = st[ix(d + D_SEG)]
         off = ea(st)
         lo = sext(rd(st, pm, seg, off, size), size)
         hi = sext(rd(st, pm, seg, (off + size) & addr_mask(st), size), size)
@@ -401,8 +401,8 @@ def x_misc(st, pm):
         if (st[CR0] & 0xA) == 0xA:
             raise_exc(st, NM, -1)
     elif sub == 3:        # XLAT
-        off = (get_reg(st, RBX, st[d + D_ASZ]) + (st[RAX] & 0xFF)) & addr_mask(st)
-        v = rd(st, pm, st[d + D_SEG], off, 1)
+        off = (get_reg(st, RBX, st[ix(d + D_ASZ)]) + (st[RAX] & 0xFF)) & addr_mask(st)
+        v = rd(st, pm, st[ix(d + D_SEG)], off, 1)
         if st[ABORT] == 0:
             set_reg(st, RAX, 1, v)
     elif sub == 4:        # multi-byte NOP, hint NOPs, ENDBR
@@ -411,7 +411,7 @@ def x_misc(st, pm):
         if (st[CR4] & 4) != 0 and st[CPL] != 0 and st[PROT] != 0:
             raise_exc(st, GP, 0)
             return
-        t = st[M_TSC] + st[STAT + ST_INSNS]
+        t = st[M_TSC] + st[ix(STAT + ST_INSNS)]
         st[RAX] = t & 0xFFFFFFFF
         st[RDX] = (t >> 32) & 0xFFFFFFFF
     elif sub == 6:        # CPUID
@@ -421,7 +421,7 @@ def x_misc(st, pm):
         st[RCX] = c & 0xFFFFFFFF
         st[RDX] = dd & 0xFFFFFFFF
     elif sub == 7:        # BSWAP
-        r = st[d + D_RM]
+        r = st[ix(d + D_RM)]
         if size == 2:
             set_reg(st, r, 2, 0)          # undefined; Intel and AMD give 0 for the 16-bit form
             return
@@ -431,29 +431,29 @@ def x_misc(st, pm):
             res |= ((v >> (8 * i)) & 0xFF) << (8 * (size - 1 - i))
         set_reg(st, r, size, res)
     elif sub == 8:        # 0F AE group
-        reg = st[d + D_REG] & 7
-        if st[d + D_MOD] == 3:
-            if st[d + D_REP] == 2 and reg <= 3:
+        reg = st[ix(d + D_REG)] & 7
+        if st[ix(d + D_MOD)] == 3:
+            if st[ix(d + D_REP)] == 2 and reg <= 3:
                 # RDFSBASE RDGSBASE WRFSBASE WRGSBASE
                 if st[MODE64] == 0 or (st[CR4] & 0x10000) == 0 or cpuid_bit(st, 7, 0, 1, 0) == 0:
                     raise_exc(st, UD, -1)
                     return
                 s = FS if (reg & 1) == 0 else GS
                 if reg < 2:
-                    set_reg(st, st[d + D_RM], size, st[SEG + 4 * s + BASE] & msk(size))
+                    set_reg(st, st[ix(d + D_RM)], size, st[ix(SEG + 4 * s + BASE)] & msk(size))
                 else:
-                    v = get_reg(st, st[d + D_RM], size)
+                    v = get_reg(st, st[ix(d + D_RM)], size)
                     if ((v << 16) >> 16) != v:
                         raise_exc(st, GP, 0)
                         return
-                    st[SEG + 4 * s + BASE] = v
+                    st[ix(SEG + 4 * s + BASE)] = v
                 return
-            if reg >= 5 and st[d + D_REP] == 0:
+            if reg >= 5 and st[ix(d + D_REP)] == 0:
                 return            # LFENCE MFENCE SFENCE
             st[EXIT_PENDING] = EXIT_INTERNAL_ERROR
             st[ABORT] = 1
             return
-        if reg == 7 and st[d + D_REP] == 0:
+        if reg == 7 and st[ix(d + D_REP)] == 0:
             return                # CLFLUSH
         st[EXIT_PENDING] = EXIT_INTERNAL_ERROR
         st[ABORT] = 1
@@ -467,9 +467,9 @@ def x_x87(st, pm):
     if (st[CR0] & 0xC) != 0:
         raise_exc(st, NM, -1)
         return
-    if st[X87_NOP] == 0 or st[D + D_OPC] != 0xD8:
+    if st[X87_NOP] == 0 or st[ix(D + D_OPC)] != 0xD8:
         st[EXIT_PENDING] = EXIT_INTERNAL_ERROR
         st[ABORT] = 1
         return
-    if st[D + D_MOD] != 3:
-        rd(st, pm, st[D + D_SEG], ea(st), 4)
+    if st[ix(D + D_MOD)] != 3:
+        rd(st, pm, st[ix(D + D_SEG)], ea(st), 4)

@@ -4,7 +4,7 @@ the instruction until rcx reaches 0; `rep ins` exits with count = min(rcx, eleme
 page boundary in the direction of DF, 1024/size) and writes them all on completion.
 I/O permission: when CPL > IOPL in protected mode, the TSS I/O bitmap (io_allowed).
 """
-from .jit import njit
+from .jit import njit, ix
 from .layout import *  # noqa: F401,F403
 from .alu import msk, sub_op
 from .access import get_reg, set_reg, rd, wr, snapshot, check_wr, seg_lin, sys_read
@@ -21,10 +21,10 @@ def io_allowed(st, pm, port, size):
     if st[PROT] == 0 or (((st[RFLAGS] >> 12) & 3) >= st[CPL] and (st[RFLAGS] & F_VM) == 0):
         return True
     tr = SEG + 4 * TR
-    t = st[tr + ATTR] & 0xF
-    lim = st[tr + LIMIT]
-    if (t == 9 or t == 0xB) and (st[tr + ATTR] & A_P) != 0 and lim >= 0x67:
-        tb = st[tr + BASE]
+    t = st[ix(tr + ATTR)] & 0xF
+    lim = st[ix(tr + LIMIT)]
+    if (t == 9 or t == 0xB) and (st[ix(tr + ATTR)] & A_P) != 0 and lim >= 0x67:
+        tb = st[ix(tr + BASE)]
         iob = sys_read(st, pm, tb + 0x66, 2)
         if st[ABORT] != 0:
             return False
@@ -50,7 +50,7 @@ def io_out(st, pm, port, size, v):
     st[IO_COUNT] = 1
     exit_data_put(st, size, v)
     st[EXIT_PENDING] = EXIT_IO
-    st[STAT + ST_IO] += 1
+    st[ix(STAT + ST_IO)] += 1
 
 
 @njit
@@ -66,7 +66,7 @@ def io_in_ready(st, port, size, count):
     st[IO_COUNT] = count
     st[EXIT_PENDING] = EXIT_IO
     st[ABORT] = 1
-    st[STAT + ST_IO] += 1
+    st[ix(STAT + ST_IO)] += 1
     return False
 
 
@@ -74,18 +74,18 @@ def io_in_ready(st, port, size, count):
 def comp_value(st, i, size):
     v = 0
     for k in range(size):
-        v |= (st[COMP_DATA + i * size + k] & 0xFF) << (8 * k)
+        v |= (st[ix(COMP_DATA + i * size + k)] & 0xFF) << (8 * k)
     return v
 
 
 @njit
 def x_io(st, pm):
     d = D
-    sub = st[d + D_SUB]
-    size = st[d + D_OSZ]
+    sub = st[ix(d + D_SUB)]
+    size = st[ix(d + D_OSZ)]
     if size == 8:
         size = 4
-    port = st[d + D_IMM] & 0xFF if sub < 2 else st[RDX] & 0xFFFF
+    port = st[ix(d + D_IMM)] & 0xFF if sub < 2 else st[RDX] & 0xFFFF
     if not io_allowed(st, pm, port, size):
         return
     if (sub & 1) == 1:
@@ -98,13 +98,13 @@ def x_io(st, pm):
 @njit
 def x_string(st, pm):
     d = D
-    op = st[d + D_SUB]
-    size = st[d + D_OSZ]
-    asz = st[d + D_ASZ]
-    rep = st[d + D_REP]
+    op = st[ix(d + D_SUB)]
+    size = st[ix(d + D_OSZ)]
+    asz = st[ix(d + D_ASZ)]
+    rep = st[ix(d + D_REP)]
     am = msk(asz)
     delta = -size if (st[RFLAGS] & F_DF) != 0 else size
-    sseg = st[d + D_SEG]
+    sseg = st[ix(d + D_SEG)]
     if op == 5 or op == 6:
         if size == 8:
             size = 4

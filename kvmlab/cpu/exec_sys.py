@@ -1,7 +1,7 @@
 """Executors for system instructions: descriptor tables (LGDT LIDT SGDT SIDT LLDT SLDT
 LTR STR), LMSW/SMSW/CLTS, INVLPG, MOV CRn/DRn, RDMSR/WRMSR, WBINVD/INVD, SWAPGS, RDTSCP,
 LAR/LSL/VERR/VERW, CLAC/STAC."""
-from .jit import njit
+from .jit import njit, ix
 from .layout import *  # noqa: F401,F403
 from .alu import msk
 from .access import get_reg, set_reg, ea, rd, wr, rm_read, rm_write, seg_lin
@@ -35,7 +35,7 @@ def canonical(v):
 def msr_read(st, idx):
     """(ok, value) for the MSRs the core implements."""
     if idx == 0x10:
-        return True, st[M_TSC] + st[STAT + ST_INSNS]
+        return True, st[M_TSC] + st[ix(STAT + ST_INSNS)]
     if idx == 0x1B:
         return True, st[M_APIC_BASE]
     if idx == 0x174:
@@ -67,9 +67,9 @@ def msr_read(st, idx):
     if idx == 0xC0000084:
         return True, st[M_SFMASK]
     if idx == 0xC0000100:
-        return True, st[SEG + 4 * FS + BASE]
+        return True, st[ix(SEG + 4 * FS + BASE)]
     if idx == 0xC0000101:
-        return True, st[SEG + 4 * GS + BASE]
+        return True, st[ix(SEG + 4 * GS + BASE)]
     if idx == 0xC0000102:
         return True, st[M_KGSBASE]
     if idx == 0xC0000103:
@@ -81,7 +81,7 @@ def msr_read(st, idx):
 def msr_write(st, idx, v, host):
     """Write an MSR; False for an unknown MSR or an invalid value (guest: #GP)."""
     if idx == 0x10:
-        st[M_TSC] = v - st[STAT + ST_INSNS]
+        st[M_TSC] = v - st[ix(STAT + ST_INSNS)]
     elif idx == 0x1B:
         if (v & 0x400) != 0 and (v & 0x800) == 0:
             return False
@@ -129,9 +129,9 @@ def msr_write(st, idx, v, host):
         elif idx == 0xC0000083:
             st[M_CSTAR] = v
         elif idx == 0xC0000100:
-            st[SEG + 4 * FS + BASE] = v
+            st[ix(SEG + 4 * FS + BASE)] = v
         elif idx == 0xC0000101:
-            st[SEG + 4 * GS + BASE] = v
+            st[ix(SEG + 4 * GS + BASE)] = v
         else:
             st[M_KGSBASE] = v
     elif idx == 0xC0000084:
@@ -186,11 +186,11 @@ def write_cr4(st, v):
 @njit
 def x_crdr(st, pm):
     d = D
-    sub = st[d + D_SUB]
+    sub = st[ix(d + D_SUB)]
     if not need_cpl0(st):
         return
-    n = st[d + D_REG]
-    r = st[d + D_RM]
+    n = st[ix(d + D_REG)]
+    r = st[ix(d + D_RM)]
     size = 8 if st[MODE64] != 0 else 4
     if sub == 0 or sub == 2:
         if n == 0:
@@ -235,7 +235,7 @@ def x_crdr(st, pm):
         n += 2
     if sub == 1:
         if n < 4:
-            v = st[DR0 + n]
+            v = st[ix(DR0 + n)]
         elif n == 6:
             v = st[DR6]
         else:
@@ -244,7 +244,7 @@ def x_crdr(st, pm):
     else:
         v = get_reg(st, r, size)
         if n < 4:
-            st[DR0 + n] = v
+            st[ix(DR0 + n)] = v
         elif n == 6:
             st[DR6] = (v & 0x1E00F) | 0xFFFF0FF0
         else:
@@ -293,17 +293,17 @@ def load_system_seg(st, pm, which, sel):
 @njit
 def x_sys(st, pm):
     d = D
-    sub = st[d + D_SUB]
-    size = st[d + D_OSZ]
-    mod = st[d + D_MOD]
+    sub = st[ix(d + D_SUB)]
+    size = st[ix(d + D_OSZ)]
+    mod = st[ix(d + D_MOD)]
     if sub <= 5 or sub == 13 or sub == 14:
         if st[PROT] == 0 or (st[RFLAGS] & F_VM) != 0:
             raise_exc(st, UD, -1)
             return
     if sub == 0 or sub == 1:          # SLDT / STR
-        v = st[SEG + 4 * (LDTR if sub == 0 else TR) + SEL]
+        v = st[ix(SEG + 4 * (LDTR if sub == 0 else TR) + SEL)]
         if mod == 3:
-            set_reg(st, st[d + D_RM], size, v)
+            set_reg(st, st[ix(d + D_RM)], size, v)
         else:
             rm_write(st, pm, 2, v)
     elif sub == 2 or sub == 3:        # LLDT / LTR
@@ -348,9 +348,9 @@ def x_sys(st, pm):
         if ok:
             st[RFLAGS] |= F_ZF
             if sub == 13:
-                set_reg(st, st[d + D_REG], size, (hi & 0xF0FF00) & msk(size))
+                set_reg(st, st[ix(d + D_REG)], size, (hi & 0xF0FF00) & msk(size))
             elif sub == 14:
-                set_reg(st, st[d + D_REG], size, lim & msk(size))
+                set_reg(st, st[ix(d + D_REG)], size, lim & msk(size))
         else:
             st[RFLAGS] &= ~F_ZF
     elif sub == 6 or sub == 7:        # SGDT / SIDT (reg forms: VMX/SVM/monitor)
@@ -359,20 +359,20 @@ def x_sys(st, pm):
             return
         lim = st[GDTR_LIMIT] if sub == 6 else st[IDTR_LIMIT]
         base = st[GDTR_BASE] if sub == 6 else st[IDTR_BASE]
-        seg = st[d + D_SEG]
+        seg = st[ix(d + D_SEG)]
         off = ea(st)
         bsz = 8 if st[MODE64] != 0 else 4
         if st[PROT] != 0 and st[CPL] != 0 and (st[CR4] & 0x800) != 0:
             raise_exc(st, GP, 0)         # UMIP
             return
         wr(st, pm, seg, off, 2, lim)
-        wr(st, pm, seg, (off + 2) & msk(st[d + D_ASZ]), bsz, base if bsz == 8 else base & 0xFFFFFFFF)
+        wr(st, pm, seg, (off + 2) & msk(st[ix(d + D_ASZ)]), bsz, base if bsz == 8 else base & 0xFFFFFFFF)
     elif sub == 8 or sub == 9:        # LGDT / LIDT (reg forms: VM*, XGETBV, CLAC/STAC, ...)
         if mod == 3:
-            if sub == 9 and (st[d + D_RM] == 2 or st[d + D_RM] == 3):
+            if sub == 9 and (st[ix(d + D_RM)] == 2 or st[ix(d + D_RM)] == 3):
                 if not need_cpl0(st):
                     return
-                if st[d + D_RM] == 2:
+                if st[ix(d + D_RM)] == 2:
                     st[RFLAGS] &= ~F_AC          # CLAC
                 else:
                     st[RFLAGS] |= F_AC           # STAC
@@ -381,11 +381,11 @@ def x_sys(st, pm):
             return
         if not need_cpl0(st):
             return
-        seg = st[d + D_SEG]
+        seg = st[ix(d + D_SEG)]
         off = ea(st)
         lim = rd(st, pm, seg, off, 2)
         bsz = 8 if st[MODE64] != 0 else 4
-        base = rd(st, pm, seg, (off + 2) & msk(st[d + D_ASZ]), bsz)
+        base = rd(st, pm, seg, (off + 2) & msk(st[ix(d + D_ASZ)]), bsz)
         if st[ABORT] != 0:
             return
         if bsz == 4 and size == 2:
@@ -401,7 +401,7 @@ def x_sys(st, pm):
             raise_exc(st, GP, 0)
             return
         if mod == 3:
-            set_reg(st, st[d + D_RM], size, st[CR0] & msk(size))
+            set_reg(st, st[ix(d + D_RM)], size, st[CR0] & msk(size))
         else:
             rm_write(st, pm, 2, st[CR0] & 0xFFFF)
     elif sub == 11:                   # LMSW
@@ -418,19 +418,19 @@ def x_sys(st, pm):
         update_mode(st)
     elif sub == 12:                   # INVLPG / SWAPGS / RDTSCP
         if mod == 3:
-            rm = st[d + D_RM] & 7
+            rm = st[ix(d + D_RM)] & 7
             if rm == 0 and st[MODE64] != 0:      # SWAPGS
                 if not need_cpl0(st):
                     return
-                t = st[SEG + 4 * GS + BASE]
-                st[SEG + 4 * GS + BASE] = st[M_KGSBASE]
+                t = st[ix(SEG + 4 * GS + BASE)]
+                st[ix(SEG + 4 * GS + BASE)] = st[M_KGSBASE]
                 st[M_KGSBASE] = t
                 return
             if rm == 1:                          # RDTSCP
                 if cpuid_bit(st, 0x80000001, 0, 3, 27) == 0:
                     raise_exc(st, UD, -1)
                     return
-                t = st[M_TSC] + st[STAT + ST_INSNS]
+                t = st[M_TSC] + st[ix(STAT + ST_INSNS)]
                 st[RAX] = t & 0xFFFFFFFF
                 st[RDX] = (t >> 32) & 0xFFFFFFFF
                 st[RCX] = st[M_TSC_AUX] & 0xFFFFFFFF
@@ -443,13 +443,13 @@ def x_sys(st, pm):
         if not need_cpl0(st):
             return
         off = ea(st)
-        seg = st[d + D_SEG]
+        seg = st[ix(d + D_SEG)]
         if st[MODE64] != 0:
-            lin = off + (st[SEG + 4 * seg + BASE] if seg >= FS else 0)
+            lin = off + (st[ix(SEG + 4 * seg + BASE)] if seg >= FS else 0)
         else:
-            lin = (st[SEG + 4 * seg + BASE] + off) & 0xFFFFFFFF
+            lin = (st[ix(SEG + 4 * seg + BASE)] + off) & 0xFFFFFFFF
         tlb_flush_page(st, lin)
-        st[STAT + ST_INVLPG] += 1
+        st[ix(STAT + ST_INVLPG)] += 1
         st[TLB_LAST_FLUSH] = ST_INVLPG
         st[TLB_LAST_FLUSH_RIP] = st[INSN_RIP]
     elif sub == 15:                   # CLTS

@@ -16,7 +16,7 @@ Flags are lazy inside fast_run (the last flag-setting operation, its size, opera
 result and for INC/DEC the carry it keeps) and are written to RFLAGS before returning.
 A store into the bytes of the block being executed ends the block after that instruction.
 """
-from .jit import njit, njit_inline
+from .jit import njit, njit_inline, ix
 from .layout import *  # noqa: F401,F403
 from .alu import add_op, sub_op, logic_flags, inc_dec, alu, cond
 from .hostptr import load8, load16, load32, load64, store8, store16, store32, store64
@@ -94,42 +94,42 @@ def hstore(a, size, v):
 @njit_inline
 def rget(st, r, size):
     if size == 4:
-        return st[r] & 0xFFFFFFFF
+        return st[ix(r)] & 0xFFFFFFFF
     if size == 8:
-        return st[r]
+        return st[ix(r)]
     if size == 2:
-        return st[r] & 0xFFFF
+        return st[ix(r)] & 0xFFFF
     if r >= 32:
-        return (st[r - 32] >> 8) & 0xFF
-    return st[r] & 0xFF
+        return (st[ix(r - 32)] >> 8) & 0xFF
+    return st[ix(r)] & 0xFF
 
 
 @njit_inline
 def rset(st, r, size, v):
     if size == 4:
-        st[r] = v & 0xFFFFFFFF
+        st[ix(r)] = v & 0xFFFFFFFF
     elif size == 8:
-        st[r] = v
+        st[ix(r)] = v
     elif size == 2:
-        st[r] = (st[r] & ~0xFFFF) | (v & 0xFFFF)
+        st[ix(r)] = (st[ix(r)] & ~0xFFFF) | (v & 0xFFFF)
     elif r >= 32:
-        st[r - 32] = (st[r - 32] & ~0xFF00) | ((v & 0xFF) << 8)
+        st[ix(r - 32)] = (st[ix(r - 32)] & ~0xFF00) | ((v & 0xFF) << 8)
     else:
-        st[r] = (st[r] & ~0xFF) | (v & 0xFF)
+        st[ix(r)] = (st[ix(r)] & ~0xFF) | (v & 0xFF)
 
 
 @njit_inline
 def uop_ea(st, u, nrip):
-    off = st[u + U_DISP]
-    base = st[u + U_BASE]
+    off = st[ix(u + U_DISP)]
+    base = st[ix(u + U_BASE)]
     if base >= 0:
-        off += st[base]
+        off += st[ix(base)]
     elif base == -2:
         off += nrip
-    idx = st[u + U_IDX]
+    idx = st[ix(u + U_IDX)]
     if idx >= 0:
-        off += st[idx] << st[u + U_SC]
-    asz = st[u + U_ASZ]
+        off += st[ix(idx)] << st[ix(u + U_SC)]
+    asz = st[ix(u + U_ASZ)]
     if asz == 4:
         return off & 0xFFFFFFFF
     if asz == 2:
@@ -144,12 +144,12 @@ def seg_prepare(st, sg, mode64, prot):
     b = SEG + 4 * sg
     f = FSEG + 3 * sg
     if mode64 != 0:
-        st[f] = st[b + BASE] if sg >= FS else 0
-        st[f + 1] = 0
-        st[f + 2] = 0
+        st[ix(f)] = st[ix(b + BASE)] if sg >= FS else 0
+        st[ix(f + 1)] = 0
+        st[ix(f + 2)] = 0
     else:
-        attr = st[b + ATTR]
-        rl = st[b + LIMIT]
+        attr = st[ix(b + ATTR)]
+        rl = st[ix(b + LIMIT)]
         wl = rl
         if (attr & 0x1C) == 0x14:
             rl = -1
@@ -163,9 +163,9 @@ def seg_prepare(st, sg, mode64, prot):
                 wl = -1
             if t == 8:
                 rl = -1
-        st[f] = st[b + BASE]
-        st[f + 1] = rl
-        st[f + 2] = wl
+        st[ix(f)] = st[ix(b + BASE)]
+        st[ix(f + 1)] = rl
+        st[ix(f + 2)] = wl
     return 1 << sg
 
 
@@ -176,23 +176,23 @@ def host_addr(st, seg, off, size, write, mode64, need, forbid):
     FSEG of seg must be prepared (seg_prepare)."""
     f = FSEG + 3 * seg
     if mode64 != 0:
-        lin = off + st[f]
+        lin = off + st[ix(f)]
         if ((lin << 16) >> 16) != lin:
             return -1
     else:
-        if off + size - 1 > st[f + 1 + write]:
+        if off + size - 1 > st[ix(f + 1 + write)]:
             return -1
-        lin = (st[f] + off) & 0xFFFFFFFF
+        lin = (st[ix(f)] + off) & 0xFFFFFFFF
     o = lin & 0xFFF
     if o + size > 0x1000:
         return -1
     e = TLB + 4 * ((lin >> 12) & (TLB_N - 1))
-    if st[e] != ((lin & ~0xFFF) | 1):
+    if st[ix(e)] != ((lin & ~0xFFF) | 1):
         return -1
-    fl = st[e + 3]
+    fl = st[ix(e + 3)]
     if (fl & need) != need or (fl & forbid) != 0:
         return -1
-    h = st[e + 2]
+    h = st[ix(e + 2)]
     if h < 0:
         return -1
     return h + o
@@ -206,23 +206,23 @@ def mmio_coalesced(st, pm, seg, off, size, v, mode64, need, forbid):
     changed, otherwise.  FSEG of seg must be prepared."""
     f = FSEG + 3 * seg
     if mode64 != 0:
-        lin = off + st[f]
+        lin = off + st[ix(f)]
         if ((lin << 16) >> 16) != lin:
             return False
     else:
-        if off + size - 1 > st[f + 2]:
+        if off + size - 1 > st[ix(f + 2)]:
             return False
-        lin = (st[f] + off) & 0xFFFFFFFF
+        lin = (st[ix(f)] + off) & 0xFFFFFFFF
     o = lin & 0xFFF
     if o + size > 0x1000:
         return False
     e = TLB + 4 * ((lin >> 12) & (TLB_N - 1))
-    if st[e] != ((lin & ~0xFFF) | 1) or st[e + 2] >= 0:
+    if st[ix(e)] != ((lin & ~0xFFF) | 1) or st[ix(e + 2)] >= 0:
         return False
-    fl = st[e + 3]
+    fl = st[ix(e + 3)]
     if (fl & need) != need or (fl & forbid) != 0:
         return False
-    return coalesce(st, pm, st[e + 1] + o, size, v, 0)
+    return coalesce(st, pm, st[ix(e + 1)] + o, size, v, 0)
 
 
 @njit_inline
@@ -322,7 +322,7 @@ def fast_run(st, pm, limit):
     mode64 = st[MODE64]
     prot = st[PROT]
     csb = SEG + 4 * CS
-    csd = 1 if (st[csb + ATTR] & A_DB) != 0 else 0
+    csd = 1 if (st[ix(csb + ATTR)] & A_DB) != 0 else 0
     cpl = st[CPL]
     mode = mode64 | (csd << 1) | (prot << 2) | (cpl << 3)
     if mode64 != 0:
@@ -331,8 +331,8 @@ def fast_run(st, pm, limit):
         ripmask = 0xFFFFFFFF
     else:
         ripmask = 0xFFFF
-    csbase = st[csb + BASE]
-    cslim = st[csb + LIMIT]
+    csbase = st[ix(csb + BASE)]
+    cslim = st[ix(csb + LIMIT)]
     # a block must end inside CS and before rip wraps (blocks.block_build stops there too)
     blim = cslim if cslim < ripmask - 1 else ripmask - 1
     xflag = TLBF_XU if cpl == 3 else TLBF_XS
@@ -350,7 +350,7 @@ def fast_run(st, pm, limit):
                 forbid = TLBF_U
     if mode64 != 0:
         spm = -1
-    elif (st[SEG + 4 * SS + ATTR] & A_DB) != 0:
+    elif (st[ix(SEG + 4 * SS + ATTR)] & A_DB) != 0:
         spm = 0xFFFFFFFF
     else:
         spm = 0xFFFF
@@ -382,23 +382,23 @@ def fast_run(st, pm, limit):
             else:
                 lin = (csbase + rip) & 0xFFFFFFFF
             e = TLB + 4 * ((lin >> 12) & (TLB_N - 1))
-            if st[e] != ((lin & ~0xFFF) | 1) or (st[e + 3] & xflag) == 0 or st[e + 2] < 0:
+            if st[ix(e)] != ((lin & ~0xFFF) | 1) or (st[ix(e + 3)] & xflag) == 0 or st[ix(e + 2)] < 0:
                 status = FS_SLOW
                 break
             hits += 1
             pgoff = lin & 0xFFF
-            ha = st[e + 2] + pgoff
+            ha = st[ix(e + 2)] + pgoff
             b = block_slot(ha)
             if not block_valid(st, b, ha, pgoff, mode):
                 block_build(st, b, ha, pgoff, rip, mode, cslim, ripmask)
-            if st[b + BK_N] == 0 or (mode64 == 0 and rip + st[b + BK_LEN] - 1 > blim):
+            if st[ix(b + BK_N)] == 0 or (mode64 == 0 and rip + st[ix(b + BK_LEN)] - 1 > blim):
                 b = -1
                 status = FS_SLOW
                 break
             brip = rip
-        bhost = st[b + BK_HOST]
-        bend = bhost + st[b + BK_LEN]
-        n = st[b + BK_N]
+        bhost = st[ix(b + BK_HOST)]
+        bend = bhost + st[ix(b + BK_LEN)]
+        n = st[ix(b + BK_N)]
         slow = False
         smc = False
         if n > limit - done:
@@ -406,15 +406,15 @@ def fast_run(st, pm, limit):
         i = 0
         while i < n:
             u = b + BK_U + i * UOP_W
-            k = st[u + U_K]
-            size = st[u + U_SZ]
-            nrip = (rip + st[u + U_LEN]) & ripmask
+            k = st[ix(u + U_K)]
+            size = st[ix(u + U_SZ)]
+            nrip = (rip + st[ix(u + U_LEN)]) & ripmask
             if k == UK_INC_R:
-                r = st[u + U_R]
+                r = st[ix(u + U_R)]
                 a = rget(st, r, size)
                 c = lazy_cf(st, lk, lsz, la, lb, lr, lc)
                 m = fmsk(size)
-                if st[u + U_OP] == 0:
+                if st[ix(u + U_OP)] == 0:
                     res = (a + 1) & m
                     lk = LF_INC
                 else:
@@ -426,7 +426,7 @@ def fast_run(st, pm, limit):
                 lc = c
                 rset(st, r, size, res)
             elif k == UK_JCC:
-                cc = st[u + U_OP]
+                cc = st[ix(u + U_OP)]
                 if lk == LF_NONE:
                     t = cond(st, cc)
                 elif lazy_cond_ok(cc, lk):
@@ -436,26 +436,26 @@ def fast_run(st, pm, limit):
                     lk = LF_NONE
                     t = cond(st, cc)
                 if t:
-                    tgt, ok = near_target(nrip, st[u + U_IMM], size, mode64, cslim)
+                    tgt, ok = near_target(nrip, st[ix(u + U_IMM)], size, mode64, cslim)
                     if not ok:
                         slow = True
                         break
                     nrip = tgt
             elif k == UK_MOV_RR:
-                rset(st, st[u + U_R], size, rget(st, st[u + U_RM], size))
+                rset(st, st[ix(u + U_R)], size, rget(st, st[ix(u + U_RM)], size))
             elif k == UK_MOV_RI:
-                rset(st, st[u + U_R], size, st[u + U_IMM])
+                rset(st, st[ix(u + U_R)], size, st[ix(u + U_IMM)])
             elif k == UK_ALU_RR or k == UK_ALU_RI:
-                r = st[u + U_R]
-                src = rget(st, st[u + U_RM], size) if k == UK_ALU_RR else st[u + U_IMM]
-                op = st[u + U_OP]
+                r = st[ix(u + U_R)]
+                src = rget(st, st[ix(u + U_RM)], size) if k == UK_ALU_RR else st[ix(u + U_IMM)]
+                op = st[ix(u + U_OP)]
                 res, lk, lsz, la, lb, lr, lc = alu_lazy(st, op, rget(st, r, size), src, size,
                                                         lk, lsz, la, lb, lr, lc)
                 if op != 7 and op != OP_TEST:
                     rset(st, r, size, res)
             elif k == UK_LOAD or k == UK_ALU_RM or k == UK_MOVX_M:
-                ssz = st[u + U_SSZ] if k == UK_MOVX_M else size
-                sg = st[u + U_SEG]
+                ssz = st[ix(u + U_SSZ)] if k == UK_MOVX_M else size
+                sg = st[ix(u + U_SEG)]
                 if ((segok >> sg) & 1) == 0:
                     segok |= seg_prepare(st, sg, mode64, prot)
                 h = host_addr(st, sg, uop_ea(st, u, nrip), ssz, 0, mode64, rneed, forbid)
@@ -464,25 +464,25 @@ def fast_run(st, pm, limit):
                     break
                 hits += 1
                 v = hload(h, ssz)
-                r = st[u + U_R]
+                r = st[ix(u + U_R)]
                 if k == UK_LOAD:
                     rset(st, r, size, v)
                 elif k == UK_MOVX_M:
-                    if st[u + U_OP] != 0:
+                    if st[ix(u + U_OP)] != 0:
                         v = fsext(v, ssz)
                     rset(st, r, size, v)
                 else:
-                    op = st[u + U_OP]
+                    op = st[ix(u + U_OP)]
                     res, lk, lsz, la, lb, lr, lc = alu_lazy(st, op, rget(st, r, size), v, size,
                                                             lk, lsz, la, lb, lr, lc)
                     if op != 7 and op != OP_TEST:
                         rset(st, r, size, res)
             elif k == UK_STORE or k == UK_STORE_I:
-                sg = st[u + U_SEG]
+                sg = st[ix(u + U_SEG)]
                 if ((segok >> sg) & 1) == 0:
                     segok |= seg_prepare(st, sg, mode64, prot)
                 off = uop_ea(st, u, nrip)
-                v = rget(st, st[u + U_R], size) if k == UK_STORE else st[u + U_IMM]
+                v = rget(st, st[ix(u + U_R)], size) if k == UK_STORE else st[ix(u + U_IMM)]
                 h = host_addr(st, sg, off, size, 1, mode64, wneed, forbid)
                 if h < 0:
                     # a store into a coalesced MMIO zone with room in the ring: appended
@@ -498,9 +498,9 @@ def fast_run(st, pm, limit):
                     if h < bend and h + size > bhost:
                         smc = True
             elif k == UK_ALU_MR or k == UK_ALU_MI or k == UK_INC_M:
-                op = st[u + U_OP]
+                op = st[ix(u + U_OP)]
                 wr = 0 if (k != UK_INC_M and (op == 7 or op == OP_TEST)) else 1
-                sg = st[u + U_SEG]
+                sg = st[ix(u + U_SEG)]
                 if ((segok >> sg) & 1) == 0:
                     segok |= seg_prepare(st, sg, mode64, prot)
                 h = host_addr(st, sg, uop_ea(st, u, nrip), size, wr, mode64,
@@ -524,7 +524,7 @@ def fast_run(st, pm, limit):
                     lr = res
                     lc = c
                 else:
-                    src = rget(st, st[u + U_R], size) if k == UK_ALU_MR else st[u + U_IMM]
+                    src = rget(st, st[ix(u + U_R)], size) if k == UK_ALU_MR else st[ix(u + U_IMM)]
                     res, lk, lsz, la, lb, lr, lc = alu_lazy(st, op, a, src, size,
                                                             lk, lsz, la, lb, lr, lc)
                 if wr:
@@ -533,31 +533,31 @@ def fast_run(st, pm, limit):
                     if h < bend and h + size > bhost:
                         smc = True
             elif k == UK_LEA:
-                rset(st, st[u + U_R], size, uop_ea(st, u, nrip) & fmsk(size))
+                rset(st, st[ix(u + U_R)], size, uop_ea(st, u, nrip) & fmsk(size))
             elif k == UK_MOVX_R:
-                ssz = st[u + U_SSZ]
-                v = rget(st, st[u + U_RM], ssz)
-                if st[u + U_OP] != 0:
+                ssz = st[ix(u + U_SSZ)]
+                v = rget(st, st[ix(u + U_RM)], ssz)
+                if st[ix(u + U_OP)] != 0:
                     v = fsext(v, ssz)
-                rset(st, st[u + U_R], size, v)
+                rset(st, st[ix(u + U_R)], size, v)
             elif k == UK_JMP:
-                tgt, ok = near_target(nrip, st[u + U_IMM], size, mode64, cslim)
+                tgt, ok = near_target(nrip, st[ix(u + U_IMM)], size, mode64, cslim)
                 if not ok:
                     slow = True
                     break
                 nrip = tgt
             elif k == UK_PUSH or k == UK_CALL:
                 if k == UK_CALL:
-                    tgt, ok = near_target(nrip, st[u + U_IMM], size, mode64, cslim)
+                    tgt, ok = near_target(nrip, st[ix(u + U_IMM)], size, mode64, cslim)
                     if not ok:
                         slow = True
                         break
                     v = nrip
-                elif st[u + U_OP] == 0:
-                    v = rget(st, st[u + U_R], size)
+                elif st[ix(u + U_OP)] == 0:
+                    v = rget(st, st[ix(u + U_R)], size)
                     tgt = nrip
                 else:
-                    v = st[u + U_IMM]
+                    v = st[ix(u + U_IMM)]
                     tgt = nrip
                 sp = (st[RSP] - size) & spm
                 if ((segok >> SS) & 1) == 0:
@@ -590,25 +590,25 @@ def fast_run(st, pm, limit):
                         slow = True
                         break
                     nrip = v
-                    sp = sp + size + st[u + U_IMM]
+                    sp = sp + size + st[ix(u + U_IMM)]
                 else:
                     sp = sp + size
                 hits += 1
                 st[RSP] = (st[RSP] & ~spm) | (sp & spm)
                 if k == UK_POP:
-                    rset(st, st[u + U_R], size, v)
+                    rset(st, st[ix(u + U_R)], size, v)
             # UK_NOP: nothing
             rip = nrip
             done += 1
             if smc:
                 break
             i += 1
-            if st[u + U_FUSE] != 0 and i < n:
+            if st[ix(u + U_FUSE)] != 0 and i < n:
                 # the Jcc after a register ALU op / INC / DEC (blocks.block_build), here
                 # without another dispatch; lk is never LF_NONE after those ops
                 u += UOP_W
-                nrip = (rip + st[u + U_LEN]) & ripmask
-                cc = st[u + U_OP]
+                nrip = (rip + st[ix(u + U_LEN)]) & ripmask
+                cc = st[ix(u + U_OP)]
                 if lazy_cond_ok(cc, lk):
                     t = lazy_cond(cc, lk, lsz, la, lb, lr)
                 else:
@@ -616,8 +616,8 @@ def fast_run(st, pm, limit):
                     lk = LF_NONE
                     t = cond(st, cc)
                 if t:
-                    size = st[u + U_SZ]
-                    tgt, ok = near_target(nrip, st[u + U_IMM], size, mode64, cslim)
+                    size = st[ix(u + U_SZ)]
+                    tgt, ok = near_target(nrip, st[ix(u + U_IMM)], size, mode64, cslim)
                     if not ok:
                         slow = True
                         break
@@ -633,8 +633,8 @@ def fast_run(st, pm, limit):
     if lk != LF_NONE:
         materialize(st, lk, lsz, la, lb, lr, lc)
     st[RIP] = rip
-    st[STAT + ST_TLB_HIT] += hits
-    st[STAT + ST_INSNS] += done
+    st[ix(STAT + ST_TLB_HIT)] += hits
+    st[ix(STAT + ST_INSNS)] += done
     st[FAST_INSNS] += done
     if status == FS_SLOW:
         st[FAST_SLOW] += 1

@@ -43,9 +43,16 @@ import time
 
 from . import cachedir  # noqa: F401  (installs the cache locator before any compilation)
 import numba
+import numpy
 from numba.core import types
 from numba.core.caching import FunctionCache
 from numba.core.registry import CPUDispatcher
+
+#: ``st[ix(i)]``: an index as an unsigned integer.  numba then skips its negative-index
+#: wraparound (a compare, a branch and a load of the array's length on every access with
+#: a computed index: a fifth of the fast path's hot loop).  The core's indexes are never
+#: negative; with bounds checking on, one that were would still be caught.
+ix = numpy.uint64
 
 _BC = os.environ.get('KVMLAB_BOUNDSCHECK', os.environ.get('NUMBA_BOUNDSCHECK', '')) == '1'
 

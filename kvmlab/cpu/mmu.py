@@ -14,7 +14,7 @@ allowed.  A TLB entry caches one 4 KiB linear page with the AND of R/W and U/S a
 OR of NX over all levels, and whether the leaf is already dirty.  Flushes: CR3 writes
 (global pages kept when CR4.PGE), INVLPG, CR0.PG/WP and CR4 paging bits, memslot changes.
 """
-from .jit import njit
+from .jit import njit, ix
 from .layout import *  # noqa: F401,F403
 from .physmem import pte_read, pte_write, phys_host_page
 
@@ -70,7 +70,7 @@ def walk(st, pm, lin, acc, side):
     if mp < 32 or mp > 52:
         mp = 52
     if side:
-        st[STAT + ST_WALKS] += 1
+        st[ix(STAT + ST_WALKS)] += 1
     if (cr4 & 0x20) == 0:
         # 32-bit paging
         lin &= 0xFFFFFFFF
@@ -177,22 +177,22 @@ def walk(st, pm, lin, acc, side):
 def tlb_flush(st, keep_global, why):
     """Drop every translation (the global ones survive when keep_global); why is the
     ST_FLUSH_* counter naming the cause."""
-    st[STAT + ST_TLB_FLUSH] += 1
-    st[STAT + why] += 1
+    st[ix(STAT + ST_TLB_FLUSH)] += 1
+    st[ix(STAT + why)] += 1
     st[TLB_LAST_FLUSH] = why
     st[TLB_LAST_FLUSH_RIP] = -1 if why == ST_FLUSH_SLOTS else st[INSN_RIP]
     for i in range(TLB_N):
         e = TLB + 4 * i
-        if keep_global and (st[e + 3] & TLBF_G) != 0:
+        if keep_global and (st[ix(e + 3)] & TLBF_G) != 0:
             continue
-        st[e] = 0
+        st[ix(e)] = 0
 
 
 @njit
 def tlb_flush_page(st, lin):
     e = TLB + 4 * ((lin >> 12) & (TLB_N - 1))
-    if st[e] == ((lin & ~0xFFF) | 1):
-        st[e] = 0
+    if st[ix(e)] == ((lin & ~0xFFF) | 1):
+        st[ix(e)] = 0
 
 
 @njit
@@ -200,15 +200,15 @@ def tlb_entry(st, pm, lin, acc):
     """TLB entry (index into st) for lin allowing access acc, or -1 after raising #PF."""
     e = TLB + 4 * ((lin >> 12) & (TLB_N - 1))
     tag = (lin & ~0xFFF) | 1
-    if st[e] == tag:
-        f = st[e + 3]
+    if st[ix(e)] == tag:
+        f = st[ix(e + 3)]
         if (st[CR0] & 0x80000000) == 0:
-            st[STAT + ST_TLB_HIT] += 1
+            st[ix(STAT + ST_TLB_HIT)] += 1
             return e
         if perm_ok(st, f, acc) and ((acc & ACC_W) == 0 or (f & TLBF_D) != 0):
-            st[STAT + ST_TLB_HIT] += 1
+            st[ix(STAT + ST_TLB_HIT)] += 1
             return e
-    st[STAT + ST_TLB_MISS] += 1
+    st[ix(STAT + ST_TLB_MISS)] += 1
     if (st[CR0] & 0x80000000) == 0:
         phys = lin & 0xFFFFFFFF if (st[EFER] & 0x400) == 0 else lin
         f = TLBF_W | TLBF_U | TLBF_D | TLBF_XS | TLBF_XU
@@ -218,7 +218,7 @@ def tlb_entry(st, pm, lin, acc):
             st[CR2] = lin
             raise_exc(st, PF, f)
             st[EXC_CR2] = lin
-            st[STAT + ST_PF] += 1
+            st[ix(STAT + ST_PF)] += 1
             return -1
         if perm_ok(st, f, ACC_X):
             f |= TLBF_XS
@@ -228,10 +228,10 @@ def tlb_entry(st, pm, lin, acc):
     h, hw = phys_host_page(pm, pp)
     if hw:
         f |= TLBF_HOSTW
-    st[e] = tag
-    st[e + 1] = pp
-    st[e + 2] = h
-    st[e + 3] = f
+    st[ix(e)] = tag
+    st[ix(e + 1)] = pp
+    st[ix(e + 2)] = h
+    st[ix(e + 3)] = f
     return e
 
 

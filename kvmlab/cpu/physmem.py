@@ -6,7 +6,7 @@ with an MMIO exit and is replayed on the next entry with the data supplied; an M
 write is reported as an exit after the instruction completes, unless it falls fully
 inside a coalesced zone and the ring has room.
 """
-from .jit import njit
+from .jit import njit, ix
 from .layout import *  # noqa: F401,F403
 from .hostptr import load8, load16, load32, load64, store8, store16, store32, store64
 
@@ -17,9 +17,9 @@ def find_slot(pm, gpa):
     n = pm[PM_NSLOTS]
     for i in range(n):
         b = PM_SLOTS + i * PM_SLOT_FIELDS
-        if pm[b + PS_USED] != 0:
-            off = gpa - pm[b + PS_GPA]
-            if off >= 0 and off < pm[b + PS_SIZE]:
+        if pm[ix(b + PS_USED)] != 0:
+            off = gpa - pm[ix(b + PS_GPA)]
+            if off >= 0 and off < pm[ix(b + PS_SIZE)]:
                 return b
     return -1
 
@@ -57,11 +57,11 @@ def host_store(addr, size, v):
 
 @njit
 def mark_dirty(pm, b, gpa):
-    da = pm[b + PS_DIRTY]
+    da = pm[ix(b + PS_DIRTY)]
     if da != 0:
-        page = (gpa - pm[b + PS_GPA]) >> 12
+        page = (gpa - pm[ix(b + PS_GPA)]) >> 12
         w = page >> 6
-        if w < pm[b + PS_DWORDS]:
+        if w < pm[ix(b + PS_DWORDS)]:
             a = da + 8 * w
             store64(a, load64(a) | (1 << (page & 63)))
 
@@ -69,7 +69,7 @@ def mark_dirty(pm, b, gpa):
 @njit
 def exit_data_put(st, size, v):
     for i in range(size):
-        st[EXIT_DATA + i] = (v >> (8 * i)) & 0xFF
+        st[ix(EXIT_DATA + i)] = (v >> (8 * i)) & 0xFF
 
 
 @njit
@@ -81,7 +81,7 @@ def coalesce(st, pm, addr, size, v, pio):
     hit = False
     for i in range(pm[PM_NZONES]):
         z = PM_ZONES + 3 * i
-        if pm[z + 2] == pio and addr >= pm[z] and addr + size <= pm[z] + pm[z + 1]:
+        if pm[ix(z + 2)] == pio and addr >= pm[ix(z)] and addr + size <= pm[ix(z)] + pm[ix(z + 1)]:
             hit = True
             break
     if not hit:
@@ -98,7 +98,7 @@ def coalesce(st, pm, addr, size, v, pio):
     for i in range(size):
         store8(e + 16 + i, (v >> (8 * i)) & 0xFF)
     store32(ring + 4, (last + 1) % 170)
-    st[STAT + ST_COALESCED] += 1
+    st[ix(STAT + ST_COALESCED)] += 1
     return True
 
 
@@ -109,7 +109,7 @@ def mmio_read(st, gpa, size):
     if st[COMP_KIND] == 2 and st[COMP_GPA] == gpa and st[COMP_N] == size:
         v = 0
         for i in range(size):
-            v |= (st[COMP_DATA + i] & 0xFF) << (8 * i)
+            v |= (st[ix(COMP_DATA + i)] & 0xFF) << (8 * i)
         st[COMP_KIND] = 0
         return v
     st[EXIT_REASON] = EXIT_MMIO
@@ -118,7 +118,7 @@ def mmio_read(st, gpa, size):
     st[MMIO_WRITE] = 0
     st[EXIT_PENDING] = EXIT_MMIO
     st[ABORT] = 1
-    st[STAT + ST_MMIO] += 1
+    st[ix(STAT + ST_MMIO)] += 1
     return 0
 
 
@@ -130,9 +130,9 @@ def mmio_write(st, pm, gpa, size, v):
         # a second MMIO write in one instruction: queue it, it exits on the next entry
         n = st[MQ_N]
         if n < 4:
-            st[MQ + 3 * n] = gpa
-            st[MQ + 3 * n + 1] = size
-            st[MQ + 3 * n + 2] = v
+            st[ix(MQ + 3 * n)] = gpa
+            st[ix(MQ + 3 * n + 1)] = size
+            st[ix(MQ + 3 * n + 2)] = v
             st[MQ_N] = n + 1
         return
     st[MMIO_WR_PENDING] = 1
@@ -142,7 +142,7 @@ def mmio_write(st, pm, gpa, size, v):
     st[MMIO_WRITE] = 1
     exit_data_put(st, size, v)
     st[EXIT_PENDING] = EXIT_MMIO
-    st[STAT + ST_MMIO] += 1
+    st[ix(STAT + ST_MMIO)] += 1
 
 
 @njit
@@ -151,16 +151,16 @@ def phys_read(st, pm, gpa, size):
     b = find_slot(pm, gpa)
     if b < 0:
         return mmio_read(st, gpa, size)
-    return host_load(pm[b + PS_HOST] + gpa - pm[b + PS_GPA], size)
+    return host_load(pm[ix(b + PS_HOST)] + gpa - pm[ix(b + PS_GPA)], size)
 
 
 @njit
 def phys_write(st, pm, gpa, size, v):
     b = find_slot(pm, gpa)
-    if b < 0 or (pm[b + PS_FLAGS] & SLOT_READONLY) != 0:
+    if b < 0 or (pm[ix(b + PS_FLAGS)] & SLOT_READONLY) != 0:
         mmio_write(st, pm, gpa, size, v)
         return
-    host_store(pm[b + PS_HOST] + gpa - pm[b + PS_GPA], size, v)
+    host_store(pm[ix(b + PS_HOST)] + gpa - pm[ix(b + PS_GPA)], size, v)
     mark_dirty(pm, b, gpa)
 
 
@@ -171,9 +171,9 @@ def phys_host_page(pm, gpa):
     if b < 0:
         return -1, 0
     pg = gpa & ~0xFFF
-    h = pm[b + PS_HOST] + pg - pm[b + PS_GPA]
+    h = pm[ix(b + PS_HOST)] + pg - pm[ix(b + PS_GPA)]
     w = 1
-    if (pm[b + PS_FLAGS] & SLOT_READONLY) != 0 or pm[b + PS_DIRTY] != 0:
+    if (pm[ix(b + PS_FLAGS)] & SLOT_READONLY) != 0 or pm[ix(b + PS_DIRTY)] != 0:
         w = 0
     return h, w
 
@@ -184,13 +184,13 @@ def pte_read(pm, gpa, size):
     b = find_slot(pm, gpa)
     if b < 0:
         return 0
-    return host_load(pm[b + PS_HOST] + gpa - pm[b + PS_GPA], size)
+    return host_load(pm[ix(b + PS_HOST)] + gpa - pm[ix(b + PS_GPA)], size)
 
 
 @njit
 def pte_write(pm, gpa, size, v):
     b = find_slot(pm, gpa)
-    if b < 0 or (pm[b + PS_FLAGS] & SLOT_READONLY) != 0:
+    if b < 0 or (pm[ix(b + PS_FLAGS)] & SLOT_READONLY) != 0:
         return
-    host_store(pm[b + PS_HOST] + gpa - pm[b + PS_GPA], size, v)
+    host_store(pm[ix(b + PS_HOST)] + gpa - pm[ix(b + PS_GPA)], size, v)
     mark_dirty(pm, b, gpa)

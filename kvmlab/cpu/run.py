@@ -6,7 +6,7 @@ INTR line when IF=1 and no shadow), debugger exec breakpoints, fetch (CS limit, 
 memslot: a fetch from no slot is an emulation failure), decode, execute through the kind
 switch, then commit (rip, shadows, TF/watchpoint traps) or roll back and deliver the fault.
 """
-from .jit import njit
+from .jit import njit, ix
 from .layout import *  # noqa: F401,F403
 from .optable import (K_INVALID, K_UD, K_UNSUP, K_ALU, K_TEST, K_INCDEC, K_UNARY, K_MULDIV,
                       K_IMUL, K_SHIFT, K_SHXD, K_MOV, K_MOVX, K_LEA, K_XCHG, K_PUSH, K_POP,
@@ -116,7 +116,7 @@ def internal_error(st, n):
         n = 15
     st[INT_LEN] = n
     for i in range(15):
-        st[INT_BYTES + i] = st[IB + i] if i < n else 0
+        st[ix(INT_BYTES + i)] = st[ix(IB + i)] if i < n else 0
     return EXIT_INTERNAL_ERROR
 
 
@@ -127,7 +127,7 @@ def fetch(st, pm, lin, start, n):
     e = tlb_entry(st, pm, lin, ACC_X | (ACC_U if st[CPL] == 3 else 0))
     if e < 0:
         return -1
-    h = st[e + 2]
+    h = st[ix(e + 2)]
     if h < 0:
         return -2
     off = lin & 0xFFF
@@ -136,7 +136,7 @@ def fetch(st, pm, lin, start, n):
         m = n
     a = h + off
     for i in range(m):
-        st[IB + start + i] = host_load(a + i, 1)
+        st[ix(IB + start + i)] = host_load(a + i, 1)
     return m
 
 
@@ -153,22 +153,22 @@ def fetch_decode(st, pm):
             return 0
         avail = 15
     else:
-        if st[SEG + 4 * CS + ATTR] & A_DB:
+        if st[ix(SEG + 4 * CS + ATTR)] & A_DB:
             rip &= 0xFFFFFFFF
         else:
             rip &= 0xFFFF if st[PROT] == 0 else 0xFFFFFFFF
         st[RIP] = rip
-        lim = st[SEG + 4 * CS + LIMIT]
+        lim = st[ix(SEG + 4 * CS + LIMIT)]
         avail = lim - rip + 1
         if avail <= 0:
             raise_exc(st, GP, 0)
             return 0
         if avail > 15:
             avail = 15
-        lin = (st[SEG + 4 * CS + BASE] + rip) & 0xFFFFFFFF
+        lin = (st[ix(SEG + 4 * CS + BASE)] + rip) & 0xFFFFFFFF
     st[INSN_LIN] = lin
     st[IB_N] = 0
-    csd = 1 if (st[SEG + 4 * CS + ATTR] & A_DB) != 0 else 0
+    csd = 1 if (st[ix(SEG + 4 * CS + ATTR)] & A_DB) != 0 else 0
     mode = mode64 | (csd << 1) | (st[PROT] << 2)
     # decoded-instruction cache (only for instructions that cannot cross the page)
     off = lin & 0xFFF
@@ -176,30 +176,30 @@ def fetch_decode(st, pm):
     ha = 0
     if off <= 0x1000 - 16 and avail == 15:
         e = TLB + 4 * ((lin >> 12) & (TLB_N - 1))
-        if st[e] != ((lin & ~0xFFF) | 1) or (st[e + 3] & (TLBF_XU if st[CPL] == 3 else TLBF_XS)) == 0:
+        if st[ix(e)] != ((lin & ~0xFFF) | 1) or (st[ix(e + 3)] & (TLBF_XU if st[CPL] == 3 else TLBF_XS)) == 0:
             e = tlb_entry(st, pm, lin, ACC_X | (ACC_U if st[CPL] == 3 else 0))
             if e < 0:
                 return 0
         else:
-            st[STAT + ST_TLB_HIT] += 1
-        h = st[e + 2]
+            st[ix(STAT + ST_TLB_HIT)] += 1
+        h = st[ix(e + 2)]
         if h >= 0:
             ha = h + off
             ic = IC + (((ha >> 4) ^ (ha >> 12) ^ ha) & (IC_N - 1)) * IC_STRIDE
-            if st[ic + IC_HOST] == ha and st[ic + IC_MODE] == mode:
-                n = st[ic + IC_D + D_LEN]
+            if st[ix(ic + IC_HOST)] == ha and st[ix(ic + IC_MODE)] == mode:
+                n = st[ix(ic + IC_D + D_LEN)]
                 w0 = load64(ha)
                 if n < 8:
                     w0 &= (1 << (8 * n)) - 1
-                ok = w0 == st[ic + IC_W0]
+                ok = w0 == st[ix(ic + IC_W0)]
                 if ok and n > 8:
                     w1 = load64(ha + 8)
                     if n < 16:
                         w1 &= (1 << (8 * (n - 8))) - 1
-                    ok = w1 == st[ic + IC_W1]
+                    ok = w1 == st[ix(ic + IC_W1)]
                 if ok:
                     for i in range(D_SIZE):
-                        st[D + i] = st[ic + IC_D + i]
+                        st[ix(D + i)] = st[ix(ic + IC_D + i)]
                     return n
     got = fetch(st, pm, lin, 0, avail)
     if got == -1:
@@ -222,20 +222,20 @@ def fetch_decode(st, pm):
     if n < 0:
         raise_exc(st, GP, 0)       # longer than 15 bytes
         return 0
-    if ic >= 0 and st[D + D_KIND] != K_UNSUP and n <= st[IB_N]:
+    if ic >= 0 and st[ix(D + D_KIND)] != K_UNSUP and n <= st[IB_N]:
         w0 = 0
         w1 = 0
         for i in range(n):
             if i < 8:
-                w0 |= st[IB + i] << (8 * i)
+                w0 |= st[ix(IB + i)] << (8 * i)
             else:
-                w1 |= st[IB + i] << (8 * (i - 8))
-        st[ic + IC_HOST] = ha
-        st[ic + IC_MODE] = mode
-        st[ic + IC_W0] = w0
-        st[ic + IC_W1] = w1
+                w1 |= st[ix(IB + i)] << (8 * (i - 8))
+        st[ix(ic + IC_HOST)] = ha
+        st[ix(ic + IC_MODE)] = mode
+        st[ix(ic + IC_W0)] = w0
+        st[ix(ic + IC_W1)] = w1
         for i in range(D_SIZE):
-            st[ic + IC_D + i] = st[D + i]
+            st[ix(ic + IC_D + i)] = st[ix(D + i)]
     return n
 
 
@@ -250,11 +250,11 @@ def exec_breakpoint(st, lin):
     g = st[GDBG_CTRL]
     if (g & 0x20001) != 0x20001:
         return 0
-    dr7 = st[GDBG_DR + 7]
+    dr7 = st[ix(GDBG_DR + 7)]
     hit = 0
     for i in range(4):
         if ((dr7 >> (2 * i)) & 3) != 0 and ((dr7 >> (16 + 4 * i)) & 3) == 0:
-            if st[GDBG_DR + i] == lin:
+            if st[ix(GDBG_DR + i)] == lin:
                 hit |= 1 << i
     return hit
 
@@ -267,7 +267,7 @@ def guest_exec_breakpoint(st, lin):
     hit = 0
     for i in range(4):
         if ((dr7 >> (2 * i)) & 3) != 0 and ((dr7 >> (16 + 4 * i)) & 15) == 0:
-            if st[DR0 + i] == lin:
+            if st[ix(DR0 + i)] == lin:
                 hit |= 1 << i
     return hit
 
@@ -286,7 +286,7 @@ def debug_exit(st, exc, pc, dr6, dr7):
 def cur_lin(st):
     if st[MODE64] != 0:
         return st[RIP]
-    return (st[SEG + 4 * CS + BASE] + st[RIP]) & 0xFFFFFFFF
+    return (st[ix(SEG + 4 * CS + BASE)] + st[RIP]) & 0xFFFFFFFF
 
 
 @njit
@@ -316,14 +316,14 @@ def run(st, pm, budget):
     if st[MQ_N] > 0:
         st[EXIT_REASON] = EXIT_MMIO
         st[MMIO_GPA] = st[MQ]
-        st[MMIO_LEN] = st[MQ + 1]
+        st[MMIO_LEN] = st[ix(MQ + 1)]
         st[MMIO_WRITE] = 1
-        v = st[MQ + 2]
+        v = st[ix(MQ + 2)]
         for i in range(8):
-            st[EXIT_DATA + i] = (v >> (8 * i)) & 0xFF
+            st[ix(EXIT_DATA + i)] = (v >> (8 * i)) & 0xFF
         n = st[MQ_N] - 1
         for i in range(3 * n):
-            st[MQ + i] = st[MQ + 3 + i]
+            st[ix(MQ + i)] = st[ix(MQ + 3 + i)]
         st[MQ_N] = n
         return EXIT_MMIO
     done = 0
@@ -338,14 +338,14 @@ def run(st, pm, budget):
         if st[PEND_NMI] != 0 and st[NMI_BLOCKED] == 0 and st[SHADOW] == 0:
             st[PEND_NMI] = 0
             st[NMI_BLOCKED] = 1
-            st[STAT + ST_NMI] += 1
+            st[ix(STAT + ST_NMI)] += 1
             r = inject(st, pm, NMI, -1, EV_EXT)
             if r != 0:
                 return r
         if st[PEND_IRQ] >= 0:
             v = st[PEND_IRQ]
             st[PEND_IRQ] = -1
-            st[STAT + ST_IRQ] += 1
+            st[ix(STAT + ST_IRQ)] += 1
             r = inject(st, pm, v, -1, EV_EXT)
             if r != 0:
                 return r
@@ -353,7 +353,7 @@ def run(st, pm, budget):
             v = st[IRQ_LINE]
             st[IRQ_LINE] = -1
             st[IRQ_ACKED] = v
-            st[STAT + ST_IRQ] += 1
+            st[ix(STAT + ST_IRQ)] += 1
             r = inject(st, pm, v, -1, EV_EXT)
             if r != 0:
                 return r
@@ -370,7 +370,7 @@ def run(st, pm, budget):
                 hit = exec_breakpoint(st, cur_lin(st))
                 if hit != 0:
                     st[DBG_SKIP_HWBP] = 1
-                    return debug_exit(st, DB, cur_lin(st), 0xFFFF0FF0 | hit, st[GDBG_DR + 7])
+                    return debug_exit(st, DB, cur_lin(st), 0xFFFF0FF0 | hit, st[ix(GDBG_DR + 7)])
             st[DBG_SKIP_HWBP] = 0
             limit = 1
         # ---- the guest's exec breakpoints: a fault before the instruction, unless RF ----
@@ -435,14 +435,14 @@ def run(st, pm, budget):
         if tf != 0 or st[WATCH_HIT] != 0:
             g = st[GDBG_CTRL]
             if st[WATCH_HIT] != 0 and (g & 0x20001) == 0x20001:
-                return debug_exit(st, DB, cur_lin(st), 0xFFFF0FF0 | st[WATCH_HIT], st[GDBG_DR + 7])
+                return debug_exit(st, DB, cur_lin(st), 0xFFFF0FF0 | st[WATCH_HIT], st[ix(GDBG_DR + 7)])
             st[DR6] = (st[DR6] & ~0xF) | st[WATCH_HIT] | (0x4000 if tf != 0 else 0)
             r = inject(st, pm, DB, -1, EV_EXC)
             if r != 0:
                 return r
         if ex != 0:
             if ex == EXIT_HLT:
-                st[STAT + ST_HLT] += 1
+                st[ix(STAT + ST_HLT)] += 1
             st[EXIT_REASON] = ex
             return ex
         if (st[GDBG_CTRL] & 3) == 3:
@@ -482,8 +482,8 @@ def step_loop(st, pm, limit):
             st[EXIT_PENDING] = -n
             return done, S_EXIT
         if n > 0:
-            if pm[PM_SMP] != 0 and st[D + D_MOD] != 3 and (
-                    st[D + D_LOCK] != 0 or (st[D + D_KIND] == K_XCHG and st[D + D_SUB] == 0)):
+            if pm[PM_SMP] != 0 and st[ix(D + D_MOD)] != 3 and (
+                    st[ix(D + D_LOCK)] != 0 or (st[ix(D + D_KIND)] == K_XCHG and st[ix(D + D_SUB)] == 0)):
                 # a locked read-modify-write while other vCPUs may run: the caller serialises it
                 if st[LOCK_OK] == 0:
                     st[EXIT_PENDING] = EXIT_LOCKED
@@ -494,14 +494,14 @@ def step_loop(st, pm, limit):
                 st[LOCK_OK] = 0
             nxt = st[RIP] + n
             if st[MODE64] == 0:
-                if (st[SEG + 4 * CS + ATTR] & A_DB) != 0 or st[PROT] != 0:
+                if (st[ix(SEG + 4 * CS + ATTR)] & A_DB) != 0 or st[PROT] != 0:
                     nxt &= 0xFFFFFFFF
                 else:
                     nxt &= 0xFFFF
             st[NEXT_RIP] = nxt
             tf = st[RFLAGS] & F_TF
             st[TF_PENDING] = tf
-            execute(st, pm, st[D + D_KIND])
+            execute(st, pm, st[ix(D + D_KIND)])
             st[COMP_KIND] = 0
         if st[ABORT] != 0:
             rollback(st)
@@ -510,7 +510,7 @@ def step_loop(st, pm, limit):
         # commit
         st[RIP] = st[NEXT_RIP]
         done += 1
-        st[STAT + ST_INSNS] += 1
+        st[ix(STAT + ST_INSNS)] += 1
         st[SHADOW] = st[SHADOW_NEW]
         if tf != 0 or st[WATCH_HIT] != 0 or st[EXIT_PENDING] != 0 or st[GDBG_CTRL] != 0 \
                 or (st[DR7] & 0xFF) != 0:

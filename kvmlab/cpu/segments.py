@@ -3,7 +3,7 @@
 Real mode (and the base/selector of a real-mode load) keeps the cached limit and
 attributes, so big real mode works after returning from protected mode.
 """
-from .jit import njit
+from .jit import njit, ix
 from .layout import *  # noqa: F401,F403
 from .mmu import raise_exc
 from .access import sys_read, sys_write
@@ -11,7 +11,7 @@ from .access import sys_read, sys_write
 
 @njit
 def update_mode(st):
-    cs_attr = st[SEG + 4 * CS + ATTR]
+    cs_attr = st[ix(SEG + 4 * CS + ATTR)]
     st[PROT] = st[CR0] & 1
     st[MODE64] = 1 if (st[EFER] & 0x400) != 0 and (cs_attr & A_L) != 0 else 0
     if st[PROT] == 0:
@@ -45,9 +45,9 @@ def desc_addr(st, sel):
     """Linear address of the descriptor for sel, or -1 if outside the table limit."""
     idx = sel & 0xFFF8
     if (sel & 4) != 0:
-        if (st[SEG + 4 * LDTR + ATTR] & A_UNUSABLE) != 0 or idx + 7 > st[SEG + 4 * LDTR + LIMIT]:
+        if (st[ix(SEG + 4 * LDTR + ATTR)] & A_UNUSABLE) != 0 or idx + 7 > st[ix(SEG + 4 * LDTR + LIMIT)]:
             return -1
-        return st[SEG + 4 * LDTR + BASE] + idx
+        return st[ix(SEG + 4 * LDTR + BASE)] + idx
     if idx + 7 > st[GDTR_LIMIT]:
         return -1
     return st[GDTR_BASE] + idx
@@ -74,20 +74,20 @@ def set_accessed(st, pm, a, hi):
 @njit
 def seg_set(st, seg, sel, base, limit, attr):
     b = SEG + 4 * seg
-    st[b + SEL] = sel & 0xFFFF
-    st[b + BASE] = base
-    st[b + LIMIT] = limit
-    st[b + ATTR] = attr
+    st[ix(b + SEL)] = sel & 0xFFFF
+    st[ix(b + BASE)] = base
+    st[ix(b + LIMIT)] = limit
+    st[ix(b + ATTR)] = attr
 
 
 @njit
 def seg_set_real(st, seg, sel):
     b = SEG + 4 * seg
-    st[b + SEL] = sel & 0xFFFF
-    st[b + BASE] = (sel & 0xFFFF) << 4
+    st[ix(b + SEL)] = sel & 0xFFFF
+    st[ix(b + BASE)] = (sel & 0xFFFF) << 4
     if (st[RFLAGS] & F_VM) != 0:
-        st[b + LIMIT] = 0xFFFF
-        st[b + ATTR] = 0xF3
+        st[ix(b + LIMIT)] = 0xFFFF
+        st[ix(b + ATTR)] = 0xF3
 
 
 @njit
@@ -103,11 +103,11 @@ def load_data_seg(st, pm, seg, sel):
             raise_exc(st, GP, 0)
             return False
         b = SEG + 4 * seg
-        st[b + SEL] = sel
-        st[b + ATTR] = A_UNUSABLE | (st[b + ATTR] & (3 << A_DPL_SHIFT)) if seg == SS else A_UNUSABLE
+        st[ix(b + SEL)] = sel
+        st[ix(b + ATTR)] = A_UNUSABLE | (st[ix(b + ATTR)] & (3 << A_DPL_SHIFT)) if seg == SS else A_UNUSABLE
         if st[MODE64] == 0:
-            st[b + BASE] = 0
-            st[b + LIMIT] = 0
+            st[ix(b + BASE)] = 0
+            st[ix(b + LIMIT)] = 0
         return True
     lo, hi, a = read_desc(st, pm, sel)
     if a < 0:
@@ -227,10 +227,10 @@ def invalidate_data_segs(st):
     cpl = st[CPL]
     for s in (ES, DS, FS, GS):
         b = SEG + 4 * s
-        attr = st[b + ATTR]
+        attr = st[ix(b + ATTR)]
         if (attr & A_UNUSABLE) != 0:
             continue
         dpl = (attr >> A_DPL_SHIFT) & 3
         if ((attr & 8) == 0 or (attr & 4) == 0) and dpl < cpl:
-            st[b + SEL] = 0
-            st[b + ATTR] = A_UNUSABLE
+            st[ix(b + SEL)] = 0
+            st[ix(b + ATTR)] = A_UNUSABLE

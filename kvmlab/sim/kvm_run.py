@@ -21,6 +21,7 @@ from numba.extending import intrinsic
 
 from ..cpu import cachedir as _core_cache
 from ..cpu import layout as L
+from ..cpu.jit import ix
 from ..cpu.hostptr import load32 as _load32
 from ..cpu.hostptr import load64 as _load64
 from ..cpu.run import run as _core_run
@@ -103,52 +104,52 @@ def _put(page, off, v, n):
 def fill_exit(st, page, lay, reason, pic_in_kernel):
     """``post_kvm_run_save`` + the exit's union member.  Returns 1 if the exit leaves an
     IN or MMIO read pending (completed on the next KVM_RUN), else 0."""
-    rf = st[lay[I_RFLAGS]]
+    rf = st[ix(lay[I_RFLAGS])]
     iflag = 1 if rf & 0x200 else 0
-    ready = 1 if (iflag and st[lay[I_SHADOW]] == 0 and st[lay[I_PEND_IRQ]] < 0 and
-                  st[lay[I_PEND_EXC]] < 0) else 0
+    ready = 1 if (iflag and st[ix(lay[I_SHADOW])] == 0 and st[ix(lay[I_PEND_IRQ])] < 0 and
+                  st[ix(lay[I_PEND_EXC])] < 0) else 0
     _put(page, 8, reason, 4)
     page[12] = 1 if pic_in_kernel else ready
     page[13] = iflag
     page[14] = 0
     page[15] = 0
-    _put(page, 16, st[lay[I_CR8]], 8)
-    _put(page, 24, st[lay[I_APIC_BASE]], 8)
+    _put(page, 16, st[ix(lay[I_CR8])], 8)
+    _put(page, 24, st[ix(lay[I_APIC_BASE])], 8)
     pending = 0
     if reason == KVM_EXIT_IO:
-        d = st[lay[I_IO_DIR]]
-        size = st[lay[I_IO_SIZE]]
-        count = st[lay[I_IO_COUNT]]
+        d = st[ix(lay[I_IO_DIR])]
+        size = st[ix(lay[I_IO_SIZE])]
+        count = st[ix(lay[I_IO_COUNT])]
         page[32] = d
         page[33] = size
-        _put(page, 34, st[lay[I_IO_PORT]], 2)
+        _put(page, 34, st[ix(lay[I_IO_PORT])], 2)
         _put(page, 36, count, 4)
         _put(page, 40, 4096, 8)
         n = size * count
         if d == 1:
             base = lay[I_EXIT_DATA]
             for i in range(n):
-                page[4096 + i] = st[base + i]
+                page[4096 + i] = st[ix(base + i)]
         else:
             pending = 1
     elif reason == KVM_EXIT_MMIO:
-        n = st[lay[I_MMIO_LEN]]
-        _put(page, 32, st[lay[I_MMIO_GPA]], 8)
+        n = st[ix(lay[I_MMIO_LEN])]
+        _put(page, 32, st[ix(lay[I_MMIO_GPA])], 8)
         _put(page, 48, n, 4)
-        w = st[lay[I_MMIO_WRITE]]
+        w = st[ix(lay[I_MMIO_WRITE])]
         page[52] = 1 if w else 0
         if w:
             base = lay[I_EXIT_DATA]
             for i in range(n):
-                page[40 + i] = st[base + i]
+                page[40 + i] = st[ix(base + i)]
         else:
             pending = 2
     elif reason == KVM_EXIT_DEBUG:
-        _put(page, 32, st[lay[I_DBG_EXC]], 4)
+        _put(page, 32, st[ix(lay[I_DBG_EXC])], 4)
         _put(page, 36, 0, 4)
-        _put(page, 40, st[lay[I_DBG_PC]], 8)
-        _put(page, 48, st[lay[I_DBG_DR6]], 8)
-        _put(page, 56, st[lay[I_DBG_DR7]], 8)
+        _put(page, 40, st[ix(lay[I_DBG_PC])], 8)
+        _put(page, 48, st[ix(lay[I_DBG_DR6])], 8)
+        _put(page, 56, st[ix(lay[I_DBG_DR7])], 8)
     return pending
 
 
@@ -158,28 +159,28 @@ def complete_from_page(st, page, lay, kind):
     data page for IN, ``mmio.data`` for an MMIO read) to the core, which finishes the
     instruction on entry."""
     if kind == 1:
-        n = st[lay[I_IO_SIZE]] * st[lay[I_IO_COUNT]]
+        n = st[ix(lay[I_IO_SIZE])] * st[ix(lay[I_IO_COUNT])]
         src = 4096
-        key = st[lay[I_IO_PORT]]
+        key = st[ix(lay[I_IO_PORT])]
     else:
-        n = st[lay[I_MMIO_LEN]]
+        n = st[ix(lay[I_MMIO_LEN])]
         src = 40
-        key = st[lay[I_MMIO_GPA]]
+        key = st[ix(lay[I_MMIO_GPA])]
     base = lay[I_COMP_DATA]
     for i in range(n):
-        st[base + i] = page[src + i]
-    st[lay[I_COMP_N]] = n
-    st[lay[I_COMP_GPA]] = key
-    st[lay[I_COMP_KIND]] = kind
+        st[ix(base + i)] = page[src + i]
+    st[ix(lay[I_COMP_N])] = n
+    st[ix(lay[I_COMP_GPA])] = key
+    st[ix(lay[I_COMP_KIND])] = kind
 
 
 def complete_with(st, kind, data: bytes):
     """The same, with data produced inside the kernel (an in-kernel device's read)."""
     n = len(data)
     st[L.COMP_DATA:L.COMP_DATA + n] = np.frombuffer(bytes(data), np.uint8)
-    st[L.COMP_N] = n
-    st[L.COMP_GPA] = st[L.IO_PORT] if kind == 1 else st[L.MMIO_GPA]
-    st[L.COMP_KIND] = kind
+    st[ix(L.COMP_N)] = n
+    st[ix(L.COMP_GPA)] = st[ix(L.IO_PORT)] if kind == 1 else st[ix(L.MMIO_GPA)]
+    st[ix(L.COMP_KIND)] = kind
 
 
 @numba.njit(cache=True, nogil=True)
@@ -261,8 +262,8 @@ def _views(ctx):
 @numba.njit(cache=True, nogil=True)
 def _rep_string(st, lay):
     """The instruction that exited is a REP INS/OUTS (x86_run._rep_string_io)."""
-    return (st[lay[I_D_REP]] != 0 and st[lay[I_D_MAP]] == 0 and
-            0x6C <= st[lay[I_D_OPC]] <= 0x6F)
+    return (st[ix(lay[I_D_REP])] != 0 and st[ix(lay[I_D_MAP])] == 0 and
+            0x6C <= st[ix(lay[I_D_OPC])] <= 0x6F)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -272,17 +273,17 @@ def _full_ring_write(st, pm, lay, devmask):
     zone's device is the only one there (``coalesced_mmio.core_zones``), it finds no room
     and the write goes to userspace as KVM_EXIT_MMIO.  Not with an in-kernel LAPIC (it
     sees MMIO first) or a memslot without host memory (EFAULT)."""
-    if devmask & (DEV_APIC | DEV_UNBACKED) or not st[lay[I_MMIO_WRITE]]:
+    if devmask & (DEV_APIC | DEV_UNBACKED) or not st[ix(lay[I_MMIO_WRITE])]:
         return False
-    ring = pm[lay[I_PM_RING]]
+    ring = pm[ix(lay[I_PM_RING])]
     if ring == 0:
         return False
-    gpa = st[lay[I_MMIO_GPA]]
-    n = st[lay[I_MMIO_LEN]]
+    gpa = st[ix(lay[I_MMIO_GPA])]
+    n = st[ix(lay[I_MMIO_LEN])]
     hit = False
-    for i in range(pm[lay[I_PM_NZONES]]):
+    for i in range(pm[ix(lay[I_PM_NZONES])]):
         z = lay[I_PM_ZONES] + 3 * i
-        if pm[z + 2] == 0 and gpa >= pm[z] and gpa + n <= pm[z] + pm[z + 1]:
+        if pm[ix(z + 2)] == 0 and gpa >= pm[ix(z)] and gpa + n <= pm[ix(z)] + pm[ix(z + 1)]:
             hit = True
             break
     if not hit:
@@ -324,7 +325,7 @@ def enter_ctx(ctx, budget, devmask, plain):
     from numba's cache at the first KVM_RUN of a process)."""
     st, pm, page, lay = _views(ctx)
     if plain:
-        if page[0] or page[1] or st[lay[I_REQ_WIN]]:
+        if page[0] or page[1] or st[ix(lay[I_REQ_WIN])]:
             return NOT_ENTERED, FAST_SLOW
         for i in range(288, 304):             # kvm_valid_regs, kvm_dirty_regs
             if page[i]:
