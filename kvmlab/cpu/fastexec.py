@@ -404,122 +404,25 @@ def fast_run(st, pm, limit):
             brip = rip
         bhost = st[ix(b + BK_HOST)]
         bend = bhost + st[ix(b + BK_LEN)]
-        n = st[ix(b + BK_N)]
+        nfull = st[ix(b + BK_N)]
+        n = nfull
         slow = False
         smc = False
         if n > limit - done:
             n = limit - done
-        i = 0
-        while i < n:
-            u = b + BK_U + i * UOP_W
-            k = st[ix(u + U_K)]
-            size = st[ix(u + U_SZ)]
-            nrip = (rip + st[ix(u + U_LEN)]) & ripmask
-            if k == UK_INC_R:
-                r = st[ix(u + U_R)]
-                a = rget(st, r, size)
-                c = lazy_cf(st, lk, lsz, la, lb, lr, lc)
-                m = fmsk(size)
-                if st[ix(u + U_OP)] == 0:
-                    res = (a + 1) & m
-                    lk = LF_INC
-                else:
-                    res = (a - 1) & m
-                    lk = LF_DEC
-                lsz = size
-                la = a
-                lr = res
-                lc = c
-                rset(st, r, size, res)
-            elif k == UK_JCC:
-                cc = st[ix(u + U_OP)]
-                if lk == LF_NONE:
-                    t = cond(st, cc)
-                elif lazy_cond_ok(cc, lk):
-                    t = lazy_cond(cc, lk, lsz, la, lb, lr)
-                else:
-                    materialize(st, lk, lsz, la, lb, lr, lc)
-                    lk = LF_NONE
-                    t = cond(st, cc)
-                if t:
-                    tgt, ok = near_target(nrip, st[ix(u + U_IMM)], size, mode64, cslim)
-                    if not ok:
-                        slow = True
-                        break
-                    nrip = tgt
-            elif k == UK_MOV_RR:
-                rset(st, st[ix(u + U_R)], size, rget(st, st[ix(u + U_RM)], size))
-            elif k == UK_MOV_RI:
-                rset(st, st[ix(u + U_R)], size, st[ix(u + U_IMM)])
-            elif k == UK_ALU_RR or k == UK_ALU_RI:
-                r = st[ix(u + U_R)]
-                src = rget(st, st[ix(u + U_RM)], size) if k == UK_ALU_RR else st[ix(u + U_IMM)]
-                op = st[ix(u + U_OP)]
-                res, lk, lsz, la, lb, lr, lc = alu_lazy(st, op, rget(st, r, size), src, size,
-                                                        lk, lsz, la, lb, lr, lc)
-                if op != 7 and op != OP_TEST:
-                    rset(st, r, size, res)
-            elif k == UK_LOAD or k == UK_ALU_RM or k == UK_MOVX_M:
-                ssz = st[ix(u + U_SSZ)] if k == UK_MOVX_M else size
-                sg = st[ix(u + U_SEG)]
-                if ((segok >> sg) & 1) == 0:
-                    segok |= seg_prepare(st, sg, mode64, prot)
-                h = host_addr(st, sg, uop_ea(st, u, nrip), ssz, 0, mode64, rneed, forbid)
-                if h < 0:
-                    slow = True
-                    break
-                hits += 1
-                v = hload(h, ssz)
-                r = st[ix(u + U_R)]
-                if k == UK_LOAD:
-                    rset(st, r, size, v)
-                elif k == UK_MOVX_M:
-                    if st[ix(u + U_OP)] != 0:
-                        v = fsext(v, ssz)
-                    rset(st, r, size, v)
-                else:
-                    op = st[ix(u + U_OP)]
-                    res, lk, lsz, la, lb, lr, lc = alu_lazy(st, op, rget(st, r, size), v, size,
-                                                            lk, lsz, la, lb, lr, lc)
-                    if op != 7 and op != OP_TEST:
-                        rset(st, r, size, res)
-            elif k == UK_STORE or k == UK_STORE_I:
-                sg = st[ix(u + U_SEG)]
-                if ((segok >> sg) & 1) == 0:
-                    segok |= seg_prepare(st, sg, mode64, prot)
-                off = uop_ea(st, u, nrip)
-                v = rget(st, st[ix(u + U_R)], size) if k == UK_STORE else st[ix(u + U_IMM)]
-                h = host_addr(st, sg, off, size, 1, mode64, wneed, forbid)
-                if h < 0:
-                    # a store into a coalesced MMIO zone with room in the ring: appended
-                    # here exactly as the slow path would (physmem.coalesce), no exit
-                    if not mmio_coalesced(st, pm, sg, off, size, v, mode64,
-                                          wneed & ~TLBF_HOSTW, forbid):
-                        slow = True
-                        break
-                    hits += 1
-                else:
-                    hits += 1
-                    hstore(h, size, v)
-                    if h < bend and h + size > bhost:
-                        smc = True
-            elif k == UK_ALU_MR or k == UK_ALU_MI or k == UK_INC_M:
-                op = st[ix(u + U_OP)]
-                wr = 0 if (k != UK_INC_M and (op == 7 or op == OP_TEST)) else 1
-                sg = st[ix(u + U_SEG)]
-                if ((segok >> sg) & 1) == 0:
-                    segok |= seg_prepare(st, sg, mode64, prot)
-                h = host_addr(st, sg, uop_ea(st, u, nrip), size, wr, mode64,
-                              wneed if wr else rneed, forbid)
-                if h < 0:
-                    slow = True
-                    break
-                hits += 1
-                a = hload(h, size)
-                if k == UK_INC_M:
+        while True:
+            i = 0
+            while i < n:
+                u = b + BK_U + i * UOP_W
+                k = st[ix(u + U_K)]
+                size = st[ix(u + U_SZ)]
+                nrip = (rip + st[ix(u + U_LEN)]) & ripmask
+                if k == UK_INC_R:
+                    r = st[ix(u + U_R)]
+                    a = rget(st, r, size)
                     c = lazy_cf(st, lk, lsz, la, lb, lr, lc)
                     m = fmsk(size)
-                    if op == 0:
+                    if st[ix(u + U_OP)] == 0:
                         res = (a + 1) & m
                         lk = LF_INC
                     else:
@@ -529,108 +432,211 @@ def fast_run(st, pm, limit):
                     la = a
                     lr = res
                     lc = c
-                else:
-                    src = rget(st, st[ix(u + U_R)], size) if k == UK_ALU_MR else st[ix(u + U_IMM)]
-                    res, lk, lsz, la, lb, lr, lc = alu_lazy(st, op, a, src, size,
-                                                            lk, lsz, la, lb, lr, lc)
-                if wr:
-                    hits += 1          # the slow path translates twice
-                    hstore(h, size, res)
-                    if h < bend and h + size > bhost:
-                        smc = True
-            elif k == UK_LEA:
-                rset(st, st[ix(u + U_R)], size, uop_ea(st, u, nrip) & fmsk(size))
-            elif k == UK_MOVX_R:
-                ssz = st[ix(u + U_SSZ)]
-                v = rget(st, st[ix(u + U_RM)], ssz)
-                if st[ix(u + U_OP)] != 0:
-                    v = fsext(v, ssz)
-                rset(st, st[ix(u + U_R)], size, v)
-            elif k == UK_JMP:
-                tgt, ok = near_target(nrip, st[ix(u + U_IMM)], size, mode64, cslim)
-                if not ok:
-                    slow = True
-                    break
-                nrip = tgt
-            elif k == UK_PUSH or k == UK_CALL:
-                if k == UK_CALL:
-                    tgt, ok = near_target(nrip, st[ix(u + U_IMM)], size, mode64, cslim)
-                    if not ok:
-                        slow = True
-                        break
-                    v = nrip
-                elif st[ix(u + U_OP)] == 0:
-                    v = rget(st, st[ix(u + U_R)], size)
-                    tgt = nrip
-                else:
-                    v = st[ix(u + U_IMM)]
-                    tgt = nrip
-                sp = (st[RSP] - size) & spm
-                if ((segok >> SS) & 1) == 0:
-                    segok |= seg_prepare(st, SS, mode64, prot)
-                h = host_addr(st, SS, sp, size, 1, mode64, wneed, forbid)
-                if h < 0:
-                    slow = True
-                    break
-                hits += 1
-                hstore(h, size, v)
-                st[RSP] = (st[RSP] & ~spm) | sp
-                nrip = tgt
-                if h < bend and h + size > bhost:
-                    smc = True
-            elif k == UK_POP or k == UK_RET:
-                sp = st[RSP] & spm
-                if ((segok >> SS) & 1) == 0:
-                    segok |= seg_prepare(st, SS, mode64, prot)
-                h = host_addr(st, SS, sp, size, 0, mode64, rneed, forbid)
-                if h < 0:
-                    slow = True
-                    break
-                v = hload(h, size)
-                if k == UK_RET:
-                    if mode64 != 0:
-                        if ((v << 16) >> 16) != v:
+                    rset(st, r, size, res)
+                elif k == UK_JCC:
+                    cc = st[ix(u + U_OP)]
+                    if lk == LF_NONE:
+                        t = cond(st, cc)
+                    elif lazy_cond_ok(cc, lk):
+                        t = lazy_cond(cc, lk, lsz, la, lb, lr)
+                    else:
+                        materialize(st, lk, lsz, la, lb, lr, lc)
+                        lk = LF_NONE
+                        t = cond(st, cc)
+                    if t:
+                        tgt, ok = near_target(nrip, st[ix(u + U_IMM)], size, mode64, cslim)
+                        if not ok:
                             slow = True
                             break
-                    elif v > cslim:
+                        nrip = tgt
+                elif k == UK_MOV_RR:
+                    rset(st, st[ix(u + U_R)], size, rget(st, st[ix(u + U_RM)], size))
+                elif k == UK_MOV_RI:
+                    rset(st, st[ix(u + U_R)], size, st[ix(u + U_IMM)])
+                elif k == UK_ALU_RR or k == UK_ALU_RI:
+                    r = st[ix(u + U_R)]
+                    src = rget(st, st[ix(u + U_RM)], size) if k == UK_ALU_RR else st[ix(u + U_IMM)]
+                    op = st[ix(u + U_OP)]
+                    res, lk, lsz, la, lb, lr, lc = alu_lazy(st, op, rget(st, r, size), src, size,
+                                                            lk, lsz, la, lb, lr, lc)
+                    if op != 7 and op != OP_TEST:
+                        rset(st, r, size, res)
+                elif k == UK_LOAD or k == UK_ALU_RM or k == UK_MOVX_M:
+                    ssz = st[ix(u + U_SSZ)] if k == UK_MOVX_M else size
+                    sg = st[ix(u + U_SEG)]
+                    if ((segok >> sg) & 1) == 0:
+                        segok |= seg_prepare(st, sg, mode64, prot)
+                    h = host_addr(st, sg, uop_ea(st, u, nrip), ssz, 0, mode64, rneed, forbid)
+                    if h < 0:
                         slow = True
                         break
-                    nrip = v
-                    sp = sp + size + st[ix(u + U_IMM)]
-                else:
-                    sp = sp + size
-                hits += 1
-                st[RSP] = (st[RSP] & ~spm) | (sp & spm)
-                if k == UK_POP:
+                    hits += 1
+                    v = hload(h, ssz)
+                    r = st[ix(u + U_R)]
+                    if k == UK_LOAD:
+                        rset(st, r, size, v)
+                    elif k == UK_MOVX_M:
+                        if st[ix(u + U_OP)] != 0:
+                            v = fsext(v, ssz)
+                        rset(st, r, size, v)
+                    else:
+                        op = st[ix(u + U_OP)]
+                        res, lk, lsz, la, lb, lr, lc = alu_lazy(st, op, rget(st, r, size), v, size,
+                                                                lk, lsz, la, lb, lr, lc)
+                        if op != 7 and op != OP_TEST:
+                            rset(st, r, size, res)
+                elif k == UK_STORE or k == UK_STORE_I:
+                    sg = st[ix(u + U_SEG)]
+                    if ((segok >> sg) & 1) == 0:
+                        segok |= seg_prepare(st, sg, mode64, prot)
+                    off = uop_ea(st, u, nrip)
+                    v = rget(st, st[ix(u + U_R)], size) if k == UK_STORE else st[ix(u + U_IMM)]
+                    h = host_addr(st, sg, off, size, 1, mode64, wneed, forbid)
+                    if h < 0:
+                        # a store into a coalesced MMIO zone with room in the ring: appended
+                        # here exactly as the slow path would (physmem.coalesce), no exit
+                        if not mmio_coalesced(st, pm, sg, off, size, v, mode64,
+                                              wneed & ~TLBF_HOSTW, forbid):
+                            slow = True
+                            break
+                        hits += 1
+                    else:
+                        hits += 1
+                        hstore(h, size, v)
+                        if h < bend and h + size > bhost:
+                            smc = True
+                elif k == UK_ALU_MR or k == UK_ALU_MI or k == UK_INC_M:
+                    op = st[ix(u + U_OP)]
+                    wr = 0 if (k != UK_INC_M and (op == 7 or op == OP_TEST)) else 1
+                    sg = st[ix(u + U_SEG)]
+                    if ((segok >> sg) & 1) == 0:
+                        segok |= seg_prepare(st, sg, mode64, prot)
+                    h = host_addr(st, sg, uop_ea(st, u, nrip), size, wr, mode64,
+                                  wneed if wr else rneed, forbid)
+                    if h < 0:
+                        slow = True
+                        break
+                    hits += 1
+                    a = hload(h, size)
+                    if k == UK_INC_M:
+                        c = lazy_cf(st, lk, lsz, la, lb, lr, lc)
+                        m = fmsk(size)
+                        if op == 0:
+                            res = (a + 1) & m
+                            lk = LF_INC
+                        else:
+                            res = (a - 1) & m
+                            lk = LF_DEC
+                        lsz = size
+                        la = a
+                        lr = res
+                        lc = c
+                    else:
+                        src = rget(st, st[ix(u + U_R)], size) if k == UK_ALU_MR else st[ix(u + U_IMM)]
+                        res, lk, lsz, la, lb, lr, lc = alu_lazy(st, op, a, src, size,
+                                                                lk, lsz, la, lb, lr, lc)
+                    if wr:
+                        hits += 1          # the slow path translates twice
+                        hstore(h, size, res)
+                        if h < bend and h + size > bhost:
+                            smc = True
+                elif k == UK_LEA:
+                    rset(st, st[ix(u + U_R)], size, uop_ea(st, u, nrip) & fmsk(size))
+                elif k == UK_MOVX_R:
+                    ssz = st[ix(u + U_SSZ)]
+                    v = rget(st, st[ix(u + U_RM)], ssz)
+                    if st[ix(u + U_OP)] != 0:
+                        v = fsext(v, ssz)
                     rset(st, st[ix(u + U_R)], size, v)
-            # UK_NOP: nothing
-            rip = nrip
-            done += 1
-            if smc:
-                break
-            i += 1
-            if st[ix(u + U_FUSE)] != 0 and i < n:
-                # the Jcc after a register ALU op / INC / DEC (blocks.block_build), here
-                # without another dispatch; lk is never LF_NONE after those ops
-                u += UOP_W
-                nrip = (rip + st[ix(u + U_LEN)]) & ripmask
-                cc = st[ix(u + U_OP)]
-                if lazy_cond_ok(cc, lk):
-                    t = lazy_cond(cc, lk, lsz, la, lb, lr)
-                else:
-                    materialize(st, lk, lsz, la, lb, lr, lc)
-                    lk = LF_NONE
-                    t = cond(st, cc)
-                if t:
-                    size = st[ix(u + U_SZ)]
+                elif k == UK_JMP:
                     tgt, ok = near_target(nrip, st[ix(u + U_IMM)], size, mode64, cslim)
                     if not ok:
                         slow = True
                         break
                     nrip = tgt
+                elif k == UK_PUSH or k == UK_CALL:
+                    if k == UK_CALL:
+                        tgt, ok = near_target(nrip, st[ix(u + U_IMM)], size, mode64, cslim)
+                        if not ok:
+                            slow = True
+                            break
+                        v = nrip
+                    elif st[ix(u + U_OP)] == 0:
+                        v = rget(st, st[ix(u + U_R)], size)
+                        tgt = nrip
+                    else:
+                        v = st[ix(u + U_IMM)]
+                        tgt = nrip
+                    sp = (st[RSP] - size) & spm
+                    if ((segok >> SS) & 1) == 0:
+                        segok |= seg_prepare(st, SS, mode64, prot)
+                    h = host_addr(st, SS, sp, size, 1, mode64, wneed, forbid)
+                    if h < 0:
+                        slow = True
+                        break
+                    hits += 1
+                    hstore(h, size, v)
+                    st[RSP] = (st[RSP] & ~spm) | sp
+                    nrip = tgt
+                    if h < bend and h + size > bhost:
+                        smc = True
+                elif k == UK_POP or k == UK_RET:
+                    sp = st[RSP] & spm
+                    if ((segok >> SS) & 1) == 0:
+                        segok |= seg_prepare(st, SS, mode64, prot)
+                    h = host_addr(st, SS, sp, size, 0, mode64, rneed, forbid)
+                    if h < 0:
+                        slow = True
+                        break
+                    v = hload(h, size)
+                    if k == UK_RET:
+                        if mode64 != 0:
+                            if ((v << 16) >> 16) != v:
+                                slow = True
+                                break
+                        elif v > cslim:
+                            slow = True
+                            break
+                        nrip = v
+                        sp = sp + size + st[ix(u + U_IMM)]
+                    else:
+                        sp = sp + size
+                    hits += 1
+                    st[RSP] = (st[RSP] & ~spm) | (sp & spm)
+                    if k == UK_POP:
+                        rset(st, st[ix(u + U_R)], size, v)
+                # UK_NOP: nothing
                 rip = nrip
                 done += 1
+                if smc:
+                    break
                 i += 1
+                if st[ix(u + U_FUSE)] != 0 and i < n:
+                    # the Jcc after a register ALU op / INC / DEC (blocks.block_build), here
+                    # without another dispatch; lk is never LF_NONE after those ops
+                    u += UOP_W
+                    nrip = (rip + st[ix(u + U_LEN)]) & ripmask
+                    cc = st[ix(u + U_OP)]
+                    if lazy_cond_ok(cc, lk):
+                        t = lazy_cond(cc, lk, lsz, la, lb, lr)
+                    else:
+                        materialize(st, lk, lsz, la, lb, lr, lc)
+                        lk = LF_NONE
+                        t = cond(st, cc)
+                    if t:
+                        size = st[ix(u + U_SZ)]
+                        tgt, ok = near_target(nrip, st[ix(u + U_IMM)], size, mode64, cslim)
+                        if not ok:
+                            slow = True
+                            break
+                        nrip = tgt
+                    rip = nrip
+                    done += 1
+                    i += 1
+            if slow or smc or rip != brip or chk <= 0 or n != nfull or limit - done < nfull:
+                break
+            # the block branches to its own start: run it again without the lookup
+            chk -= 1
         if slow:
             status = FS_SLOW
             break
