@@ -35,9 +35,11 @@ still saves that (core._load_or_compile does).
 
 Progress: a cold compile reports on stderr how many of the core's functions are done.
 
-``njit_inline`` is ``njit`` with numba's ``inline='always'``: only for a few tiny helpers of
-the fast path's hot loop (inlined at numba's IR level into each caller, never compiled on
-its own; each use adds compile time).
+``njit_inline``: only for a few tiny helpers of the fast path's hot loop, which must be
+inlined into each caller.  With the whole-program roots they are compiled once like any
+core function and marked ``alwaysinline`` where a root links them (LLVM inlines them);
+otherwise it is numba's ``inline='always'`` (inlined at numba's IR level: typed and
+lowered again at each use, which cost about 10 s of a cold compile).
 """
 import os
 import sys
@@ -162,6 +164,13 @@ def njit(fn):
 def njit_inline(fn):
     if numba.config.DISABLE_JIT:
         return fn
+    if WHOLE_PROGRAM:
+        # compiled once like any core function; LLVM inlines it into every caller of a root
+        # (alwaysinline, see _linkable): numba's IR-level inlining would type and lower it
+        # again at each call site (about 10 s of a cold compile for fast_run's helpers)
+        disp = njit(fn)
+        disp._kvm_inline = True
+        return disp
     opts = dict(nopython=True, nogil=True, _nrt=False, boundscheck=True if _BC else None,
                 inline='always')
     disp = CoreDispatcher(py_func=fn, locals={}, targetoptions=opts)
@@ -196,15 +205,18 @@ def _whole_program_supported():
         and hasattr(cpu.CPUContext, 'get_executable')
 
 
-def _linkable(raw):
+def _linkable(raw, inline=None):
     """A copy of a library's own module fit to link into a root: its functions become
     linkonce_odr (as numba's _get_module_for_linking does), so they neither clash with the
-    same function's own library in the JIT engine nor stay when inlined everywhere."""
+    same function's own library in the JIT engine nor stay when inlined everywhere.  The
+    function named *inline* (an njit_inline helper) is marked alwaysinline."""
     import llvmlite.binding as ll
     mod = raw.clone()
     for fn in mod.functions:
         if not fn.is_declaration and fn.linkage == ll.Linkage.external:
             fn.linkage = 'linkonce_odr'
+            if fn.name == inline:
+                fn.add_function_attribute('alwaysinline')
     return mod
 
 
@@ -224,7 +236,7 @@ def _closure_modules(self):
         if raw is None:                         # not a core library, or loaded from the cache
             mods.append(lib._get_module_for_linking())
         else:
-            mods.append(_linkable(raw))
+            mods.append(_linkable(raw, getattr(lib, '_kvm_inline', None)))
             todo.extend(lib._linking_libraries)
     return mods
 
@@ -285,6 +297,8 @@ def _install_whole_program():
             if fndesc.modname == py.__module__ and fndesc.qualname == py.__qualname__:
                 library._kvm_core = True
                 library._kvm_root = root
+                if getattr(disp, '_kvm_inline', False):
+                    library._kvm_inline = fndesc.mangled_name
                 if not root:
                     library.finalize()
                     return _LazyEntry(fndesc.qualname)
