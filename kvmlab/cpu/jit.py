@@ -304,8 +304,21 @@ def _install_whole_program():
                     return _LazyEntry(fndesc.qualname)
         return orig_get_executable(self, library, fndesc, env)
 
+    orig_optimize_functions = lib_cls._optimize_functions
+
+    def optimize_functions(self, ll_module):
+        # numba runs its function passes on every module a library gets, before the module
+        # passes; a core function's own code is optimised where it counts, as a part of a
+        # root (the module passes there do the same work once, on the whole program)
+        frames = _frames()
+        if frames and frames[-1][0].py_func.__qualname__ == self.name:
+            ll_module.data_layout = self._codegen._data_layout
+            return
+        return orig_optimize_functions(self, ll_module)
+
     finalize._kvmlab = True
     lib_cls.finalize = finalize
+    lib_cls._optimize_functions = optimize_functions
     lib_cls._get_module_for_linking = get_module_for_linking
     cpu.CPUContext.get_executable = get_executable
 
