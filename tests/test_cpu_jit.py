@@ -66,14 +66,16 @@ def test_cold_then_warm_compile_of_an_entry_point(tmp_path):
     assert cold['result'] == [1, 0x12345678]
     # calls with constant arguments did not make extra specialisations
     assert len(cold['overloads']) >= 8 and set(cold['overloads'].values()) == {1}
-    # the entry point is cached; walk (calls other core functions, compiled only as a part of
-    # translate) is not: its own library is not self-contained
     assert 'mmu.translate' in cold['cached']
-    assert 'mmu.walk' not in cold['cached']
     assert 'compiled' in err and 'functions' in err
-    # walk, compiled as a part of translate, runs from Python too (its calls to other core
-    # functions are resolved in the JIT engine) and sets the accessed bit it walked through
+    # walk, compiled only as a part of translate (no machine code of its own), runs from
+    # Python too: that call compiles it as an entry point of its own, which is cached
     assert cold['walk'][0] == -1 and cold['accessed'] == 0x23
+    assert 'mmu.walk' in cold['cached']
+    # not called from Python: only the entry point is cached, walk is a part of it
+    only, _ = probe(tmp_path / 'only', PROBE_NO_WALK='1')
+    assert only['result'] == cold['result']
+    assert 'mmu.translate' in only['cached'] and 'mmu.walk' not in only['cached']
     warm, err = probe(tmp_path, PROBE_NO_WALK='1')
     assert warm['result'] == cold['result']
     assert warm['hits'] == 1

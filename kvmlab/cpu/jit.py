@@ -16,25 +16,30 @@ code for that whole closure again -- so each of the ~160 functions paid for its 
 (``run`` for the whole core, ``execute`` for almost all of it, ...): quadratic.  For the
 core's functions (numba 0.68 only, see ``WHOLE_PROGRAM``) this is changed:
 
-- a function compiled because another core function calls it is finalised on its own
-  code only; its calls to other core functions stay external symbols that the JIT engine
-  resolves to their code already loaded in this process.  Such a library is not written
-  to the disk cache (it is not self-contained);
+- a function compiled because another core function calls it is not optimised nor
+  emitted at all: its library keeps its own unoptimised code for the roots that call it
+  (its overload has no entry point callable from Python, see ``_LazyEntry``).  Such a
+  library is not written to the disk cache (it is not self-contained).  Optimising and
+  emitting each of them on its own cost about 10 s of a cold compile, for machine code
+  nothing called;
 - a function compiled from Python (an entry point: ``run``, ``translate``...) is a root: the
   not yet optimised code of its whole call tree is linked into it once, optimised once
   (LLVM inlines across the whole core as before) and emitted once.  This self-contained
   library is what the disk cache keeps and what a warm start loads.
 
-A core function that Python calls after it was compiled only as a part of a root works (its
-calls go through the JIT engine) but is not cached; the next process compiles it as a root
-of its own.  So compile the entry points first (core._load_or_compile does).
+A core function that Python (or numba code outside the core) calls after it was compiled
+only as a part of a root is compiled again then, as a root of its own (front end of that
+function only; its callees' code is reused) and cached.  Compiling the entry points first
+still saves that (core._load_or_compile does).
 ``KVMLAB_WHOLE_PROGRAM=0`` gives numba's plain behaviour (every library self-contained).
 
 Progress: a cold compile reports on stderr how many of the core's functions are done.
 
-``njit_inline`` is ``njit`` with numba's ``inline='always'``: only for a few tiny helpers of
-the fast path's hot loop (inlined at numba's IR level into each caller, never compiled on
-its own; each use adds compile time).
+``njit_inline``: only for a few tiny helpers of the fast path's hot loop, which must be
+inlined into each caller.  With the whole-program roots they are compiled once like any
+core function and marked ``alwaysinline`` where a root links them (LLVM inlines them);
+otherwise it is numba's ``inline='always'`` (inlined at numba's IR level: typed and
+lowered again at each use, which cost about 10 s of a cold compile).
 """
 import os
 import sys
@@ -44,7 +49,7 @@ import time
 from . import cachedir  # noqa: F401  (installs the cache locator before any compilation)
 import numba
 import numpy
-from numba.core import types
+from numba.core import sigutils, types
 from numba.core.caching import FunctionCache
 from numba.core.registry import CPUDispatcher
 
@@ -106,6 +111,18 @@ class _Progress:
 progress = _Progress()
 
 
+class _LazyEntry:
+    """The entry point of a core function compiled only as a part of a root (jit.py's
+    docstring): it has no machine code of its own.  Not callable: a call from Python
+    compiles the function again, as a root (CoreDispatcher.compile)."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return '<%s: compiled only as a part of an entry point>' % self.name
+
+
 class CoreDispatcher(CPUDispatcher):
     """numba's CPU dispatcher; calls from other compiled functions are typed without
     literal arguments (one specialisation per function), and compilations are counted."""
@@ -115,9 +132,22 @@ class CoreDispatcher(CPUDispatcher):
         kws = {k: types.unliteral(v) for k, v in kws.items()}
         return super().get_call_template(args, kws)
 
+    def add_overload(self, cres):
+        if isinstance(cres.entry_point, _LazyEntry):    # callable from compiled code only
+            self.overloads[tuple(cres.signature.args)] = cres
+        else:
+            super().add_overload(cres)
+
     def compile(self, sig):
         misses = sum(self._cache_misses.values())
         frames = _frames()
+        if not frames:
+            # called from Python (or from numba code outside the core): a function compiled
+            # only as a part of a root has no entry point of its own; compile it as a root
+            args = tuple(sigutils.normalize_signature(sig)[0])
+            existing = self.overloads.get(args)
+            if existing is not None and isinstance(existing.entry_point, _LazyEntry):
+                del self.overloads[args]
         frames.append((self, not frames))      # a compilation not inside another core one: a root
         try:
             entry = super().compile(sig)
@@ -141,6 +171,13 @@ def njit(fn):
 def njit_inline(fn):
     if numba.config.DISABLE_JIT:
         return fn
+    if WHOLE_PROGRAM:
+        # compiled once like any core function; LLVM inlines it into every caller of a root
+        # (alwaysinline, see _linkable): numba's IR-level inlining would type and lower it
+        # again at each call site (about 10 s of a cold compile for fast_run's helpers)
+        disp = njit(fn)
+        disp._kvm_inline = True
+        return disp
     opts = dict(nopython=True, nogil=True, _nrt=False, boundscheck=True if _BC else None,
                 inline='always')
     disp = CoreDispatcher(py_func=fn, locals={}, targetoptions=opts)
@@ -175,15 +212,18 @@ def _whole_program_supported():
         and hasattr(cpu.CPUContext, 'get_executable')
 
 
-def _linkable(raw):
+def _linkable(raw, inline=None):
     """A copy of a library's own module fit to link into a root: its functions become
     linkonce_odr (as numba's _get_module_for_linking does), so they neither clash with the
-    same function's own library in the JIT engine nor stay when inlined everywhere."""
+    same function's own library in the JIT engine nor stay when inlined everywhere.  The
+    function named *inline* (an njit_inline helper) is marked alwaysinline."""
     import llvmlite.binding as ll
     mod = raw.clone()
     for fn in mod.functions:
         if not fn.is_declaration and fn.linkage == ll.Linkage.external:
             fn.linkage = 'linkonce_odr'
+            if fn.name == inline:
+                fn.add_function_attribute('alwaysinline')
     return mod
 
 
@@ -203,7 +243,7 @@ def _closure_modules(self):
         if raw is None:                         # not a core library, or loaded from the cache
             mods.append(lib._get_module_for_linking())
         else:
-            mods.append(_linkable(raw))
+            mods.append(_linkable(raw, getattr(lib, '_kvm_inline', None)))
             todo.extend(lib._linking_libraries)
     return mods
 
@@ -214,25 +254,16 @@ def _core_finalize(self):
     self._codegen._check_llvm_bugs()
     self._raise_if_finalized()
     self._kvm_raw = self._final_module.clone()      # own code only, not yet optimised as a whole
-    mods = []
-    seen = {self}
-    if self._kvm_root:
-        mods = _closure_modules(self)
-        self._kvm_selfcontained = True
-        if len(mods) > 20 and progress.enabled and progress.done:
-            print('kvmlab.cpu: optimising %d functions together...' % (len(mods) + 1),
-                  file=sys.stderr, flush=True)
-    else:
-        self._kvm_selfcontained = True
-        for lib in self._linking_libraries:
-            if lib in seen:
-                continue
-            seen.add(lib)
-            self._reload_init.update(lib._reload_init)
-            if getattr(lib, '_kvm_raw', None) is None:
-                mods.append(lib._get_module_for_linking())
-            else:                                   # resolved in the JIT engine at run time
-                self._kvm_selfcontained = False
+    if not self._kvm_root:
+        # nothing to optimise or emit: a root links this raw code (see _LazyEntry)
+        self._kvm_selfcontained = False
+        self._finalized = True
+        return
+    mods = _closure_modules(self)
+    self._kvm_selfcontained = True
+    if len(mods) > 20 and progress.enabled and progress.done:
+        print('kvmlab.cpu: optimising %d functions together...' % (len(mods) + 1),
+              file=sys.stderr, flush=True)
     for mod in mods:
         self._final_module.link_in(mod, preserve=True)
     self._optimize_final_module()
@@ -273,10 +304,28 @@ def _install_whole_program():
             if fndesc.modname == py.__module__ and fndesc.qualname == py.__qualname__:
                 library._kvm_core = True
                 library._kvm_root = root
+                if getattr(disp, '_kvm_inline', False):
+                    library._kvm_inline = fndesc.mangled_name
+                if not root:
+                    library.finalize()
+                    return _LazyEntry(fndesc.qualname)
         return orig_get_executable(self, library, fndesc, env)
+
+    orig_optimize_functions = lib_cls._optimize_functions
+
+    def optimize_functions(self, ll_module):
+        # numba runs its function passes on every module a library gets, before the module
+        # passes; a core function's own code is optimised where it counts, as a part of a
+        # root (the module passes there do the same work once, on the whole program)
+        frames = _frames()
+        if frames and frames[-1][0].py_func.__qualname__ == self.name:
+            ll_module.data_layout = self._codegen._data_layout
+            return
+        return orig_optimize_functions(self, ll_module)
 
     finalize._kvmlab = True
     lib_cls.finalize = finalize
+    lib_cls._optimize_functions = optimize_functions
     lib_cls._get_module_for_linking = get_module_for_linking
     cpu.CPUContext.get_executable = get_executable
 

@@ -94,6 +94,36 @@ DEV_PIO, DEV_MMIO, DEV_APIC = 1, 2, 4     # DEV_MMIO also: a memslot without hos
 DEV_UNBACKED = 8                          # a memslot without host memory (with DEV_MMIO)
 
 
+@intrinsic
+def _core_run_call(typingctx, st, pm, budget):
+    """``run(st, pm, budget)`` of the core, called through its symbol in the JIT engine
+    instead of linking the core's whole call tree into this module: numba would otherwise
+    optimise and emit all of the core a second time for ``enter_ctx`` (about 10 s of a cold
+    compile), and cache a second copy of it.  So ``run`` must be loaded in the process
+    before ``enter_ctx`` is (see ``_after_core``)."""
+    args = (st, pm, budget)
+    _core_run.compile(args)                  # the core's own root (or its cache entry)
+    cres = _core_run.overloads[args]
+    sig = cres.signature
+
+    def codegen(context, builder, signature, llargs):
+        return context.call_internal(builder, cres.fndesc, sig, llargs)
+    return sig, codegen
+
+
+def _after_core(disp):
+    """``disp`` calls the core's ``run`` by symbol (``_core_run_call``): load or compile the
+    core before ``disp`` is loaded from the cache or compiled."""
+    compile_ = disp.compile
+
+    def compile(sig):
+        from ..cpu import core
+        core._compiled()
+        return compile_(sig)
+    disp.compile = compile
+    return disp
+
+
 @numba.njit(cache=True, nogil=True)
 def _put(page, off, v, n):
     for i in range(n):
@@ -293,9 +323,10 @@ def _full_ring_write(st, pm, lay, devmask):
     return last >= 170 or (last + 1) % 170 == first
 
 
+@_after_core
 @numba.njit(cache=True, nogil=True)
 def _enter_views(st, pm, page, lay, budget, devmask):
-    code = _core_run(st, pm, budget)
+    code = _core_run_call(st, pm, budget)
     r = fast_exit(st, page, lay, code, devmask)
     if r >= FAST_USER:
         if code == KVM_EXIT_IO and _rep_string(st, lay):
@@ -307,6 +338,7 @@ def _enter_views(st, pm, page, lay, budget, devmask):
     return code, r
 
 
+@_after_core
 @numba.njit(cache=True, nogil=True)
 def enter_ctx(ctx, budget, devmask, plain):
     """``vcpu_enter_guest`` for the common case, on the arrays of ``ctx``: run the core
