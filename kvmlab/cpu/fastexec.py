@@ -16,7 +16,7 @@ Flags are lazy inside fast_run (the last flag-setting operation, its size, opera
 result and for INC/DEC the carry it keeps) and are written to RFLAGS before returning.
 A store into the bytes of the block being executed ends the block after that instruction.
 """
-from .jit import njit, njit_inline, ix
+from .jit import njit, njit_inline, njit_linked_inline, ix
 from .layout import *  # noqa: F401,F403
 from .alu import add_op, sub_op, logic_flags, inc_dec, alu, cond
 from .hostptr import load8, load16, load32, load64, store8, store16, store32, store64
@@ -68,7 +68,7 @@ def fult(a, b):
     return (a ^ (-0x8000000000000000)) < (b ^ (-0x8000000000000000))
 
 
-@njit_inline
+@njit_linked_inline
 def hload(a, size):
     if size == 4:
         return load32(a)
@@ -79,7 +79,7 @@ def hload(a, size):
     return load64(a)
 
 
-@njit_inline
+@njit_linked_inline
 def hstore(a, size, v):
     if size == 4:
         store32(a, v)
@@ -118,7 +118,7 @@ def rset(st, r, size, v):
         st[ix(r)] = (st[ix(r)] & ~0xFF) | (v & 0xFF)
 
 
-@njit_inline
+@njit_linked_inline
 def uop_ea(st, u, nrip):
     off = st[ix(u + U_DISP)]
     base = st[ix(u + U_BASE)]
@@ -169,7 +169,7 @@ def seg_prepare(st, sg, mode64, prot):
     return 1 << sg
 
 
-@njit_inline
+@njit_linked_inline
 def host_addr(st, seg, off, size, write, mode64, need, forbid):
     """Host address for a size-byte access at seg:off when it is a plain TLB hit on host RAM
     with the permissions (need/forbid TLB flags) and no segment problem; -1 otherwise.
@@ -289,7 +289,7 @@ def lazy_cond(cc, lk, lsz, la, lb, lr):
     return r
 
 
-@njit_inline
+@njit_linked_inline
 def alu_lazy(st, op, a, b, size, lk, lsz, la, lb, lr, lc):
     """One ALU op (0..7, 8 test) on a, b (a masked): (result, new lazy state)."""
     m = fmsk(size)
