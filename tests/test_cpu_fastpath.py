@@ -333,6 +333,32 @@ def test_an_interrupt_between_runs_arrives_at_the_same_instruction_boundary(bits
         assert t.ms[0].core.state[L.RSI] > 0
 
 
+@pytest.mark.parametrize('bits', [16, 64])
+def test_an_interrupt_raised_by_another_thread_reaches_a_guest_spinning_in_one_block(bits):
+    # the block branches to itself and runs again without leaving the fast path's loop; an
+    # event another thread queues (an irqfd, the in-kernel LAPIC) must still be seen soon
+    import threading
+    t = Twin(bits)
+    m = t.ms[0]
+    handler = CODE_AT[bits] + 0x800
+    if bits == 64:
+        m.set_idt_gate(0x40, handler, True)
+    else:
+        m.write(0x40 * 4, struct.pack('<HH', handler, 0))
+    m.write(handler, A('mov esi, 0x1234\nhlt', bits, handler))
+    code = A('mov ecx, 0x7fffffff\n1: dec ecx\njnz 1b\nhlt', bits, CODE_AT[bits])
+    t.start(code, [0] * 16, flags=0x202)
+    timer = threading.Timer(0.2, m.core.set_irq_line, (0x40,))
+    timer.start()
+    try:
+        code_ = m.core.run(1 << 40)     # ~4 billion instructions without the interrupt
+    finally:
+        timer.cancel()
+    assert code_ == EXIT_HLT
+    assert m.core.state[L.RSI] == 0x1234             # halted in the handler, not at the end
+    assert m.core.state[L.RCX] > 0
+
+
 def test_big_real_mode_and_segment_limits_fall_back_correctly():
     t = Twin(16)
     for m in t.ms:
