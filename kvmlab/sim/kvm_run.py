@@ -353,8 +353,8 @@ def enter_ctx(ctx, budget, devmask, plain):
     window is still requested in the core, nothing runs and the answer is
     (NOT_ENTERED, FAST_SLOW): the general path must handle this KVM_RUN.
 
-    One function for both (it links the whole core: each such function is a big load
-    from numba's cache at the first KVM_RUN of a process)."""
+    One function for both (each such function is one more load from numba's cache at the
+    first KVM_RUN of a process; the core itself is called by symbol, not linked in)."""
     st, pm, page, lay = _views(ctx)
     if plain:
         if page[0] or page[1] or st[ix(lay[I_REQ_WIN])]:
