@@ -10,7 +10,7 @@ from .jit import njit, ix
 from .layout import *  # noqa: F401,F403
 from .mmu import raise_exc
 from .access import sys_read, sys_write, lin_mask, stack_size
-from .segments import read_desc, desc_attr, desc_base, desc_limit, seg_set, update_mode, seg_set_real
+from .segments import read_desc_nonnull, desc_attr, desc_base, desc_limit, seg_set, update_mode, seg_set_real
 
 EV_EXC = 0        # fault/trap raised by an instruction (st[RIP] is the return address)
 EV_SOFT = 1       # INT n / INT3 / INTO (gate DPL checked)
@@ -136,10 +136,7 @@ def deliver_prot(st, pm, vec, err, kind):
     elif gtype == 6 or gtype == 7:
         off &= 0xFFFF
     # target code segment
-    if (sel & 0xFFFC) == 0:
-        raise_exc(st, GP, ext)
-        return R_FAULT
-    clo, chi, ca = read_desc(st, pm, sel)
+    clo, chi, ca = read_desc_nonnull(st, pm, sel, GP, ext)
     if ca < 0:
         return R_FAULT
     cattr = desc_attr(chi)
@@ -181,10 +178,7 @@ def deliver_prot(st, pm, vec, err, kind):
                 ss_lim = 0xFFFFFFFF
                 ss_attr = A_UNUSABLE | (newcpl << A_DPL_SHIFT) | 0x93 | A_DB | A_G
         else:
-            if (nss & 0xFFFC) == 0:
-                raise_exc(st, TS, ext)
-                return R_FAULT
-            slo, shi, sa = read_desc(st, pm, nss)
+            slo, shi, sa = read_desc_nonnull(st, pm, nss, TS, ext)
             if sa < 0:
                 return R_FAULT
             sattr = desc_attr(shi)

@@ -7,7 +7,7 @@ from .access import (get_reg, set_reg, ea, rd, rm_read, push_at, pop_at, set_sp,
                      addr_mask, lin_mask, sys_read, sys_write)
 from .mmu import raise_exc
 from .segments import (load_cs_checked, seg_set, seg_set_real, update_mode, load_data_seg,
-                       read_desc, desc_attr, desc_base, desc_limit, invalidate_data_segs,
+                       read_desc_nonnull, desc_attr, desc_base, desc_limit, invalidate_data_segs,
                        desc_addr, set_accessed)
 from .exceptions import deliver_event, EV_SOFT, EV_EXC, tss_stack
 from .exec_data import popf_value
@@ -111,10 +111,7 @@ def call_gate(st, pm, gsel, glo, ghi, ga, is_call):
         off |= up_lo << 32
     elif gt == 4:
         off &= 0xFFFF
-    if (tsel & 0xFFFC) == 0:
-        raise_exc(st, GP, 0)
-        return 0
-    tlo, thi, ta = read_desc(st, pm, tsel)
+    tlo, thi, ta = read_desc_nonnull(st, pm, tsel, GP, 0)
     if ta < 0:
         return 0
     tattr = desc_attr(thi)
@@ -152,10 +149,7 @@ def call_gate(st, pm, gsel, glo, ghi, ga, is_call):
             ss_attr = A_UNUSABLE | (newcpl << A_DPL_SHIFT) | 0x93 | A_DB | A_G
             spm = -1
         else:
-            if (nss & 0xFFFC) == 0:
-                raise_exc(st, TS, 0)
-                return 0
-            slo, shi, sa = read_desc(st, pm, nss)
+            slo, shi, sa = read_desc_nonnull(st, pm, nss, TS, 0)
             if sa < 0:
                 return 0
             sattr = desc_attr(shi)

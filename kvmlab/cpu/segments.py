@@ -66,6 +66,17 @@ def read_desc(st, pm, sel):
 
 
 @njit
+def read_desc_nonnull(st, pm, sel, vec, err):
+    """read_desc for a selector that must not be null: a null one raises vec(err) (#GP(0)
+    for a far branch's target, #TS for a stack taken from the TSS, #GP(ext) for a gate's
+    CS).  Returns (lo, hi, address); address < 0 after a fault."""
+    if (sel & 0xFFFC) == 0:
+        raise_exc(st, vec, err)
+        return 0, 0, -1
+    return read_desc(st, pm, sel)
+
+
+@njit
 def set_accessed(st, pm, a, hi):
     if (hi & 0x100) == 0:
         sys_write(st, pm, a + 4, 4, hi | 0x100)
@@ -151,10 +162,7 @@ def load_cs_checked(st, pm, sel, target_cpl, is_ret):
     load CS.  Returns 1 on success, 0 after a fault, -1 for a system descriptor (gate/TSS:
     not supported, the caller reports an emulation failure)."""
     sel &= 0xFFFF
-    if (sel & 0xFFFC) == 0:
-        raise_exc(st, GP, 0)
-        return 0
-    lo, hi, a = read_desc(st, pm, sel)
+    lo, hi, a = read_desc_nonnull(st, pm, sel, GP, 0)
     if a < 0:
         return 0
     attr = desc_attr(hi)
